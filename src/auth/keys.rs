@@ -1,0 +1,187 @@
+//! The server keys: the current HS256 key and the older ones still accepted.
+//!
+//! Keys are decoded once at start. Each key's `kid` is derived from the key
+//! itself (base64url of the first 8 bytes of its SHA-256), so rotating needs no
+//! naming scheme. From each key we also derive a separate MAC key for refresh
+//! tokens: the JWT key and the refresh key are never the same bytes, so a
+//! weakness in one use cannot be turned against the other.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use hmac::{Hmac, Mac};
+use jsonwebtoken::{DecodingKey, EncodingKey};
+use secrecy::{ExposeSecret, SecretString};
+use sha2::{Digest, Sha256};
+
+/// Domain separation for the refresh-token MAC key (see module docs).
+const REFRESH_KEY_LABEL: &[u8] = b"auth-api/refresh-token/v1";
+
+/// One server key in all the forms the service uses.
+pub struct ServerKey {
+    pub(crate) kid: String,
+    pub(crate) encoding: EncodingKey,
+    pub(crate) decoding: DecodingKey,
+    pub(crate) refresh_mac: Hmac<Sha256>,
+}
+
+impl std::fmt::Debug for ServerKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The kid is public (it is in every token header); the key is not.
+        f.debug_struct("ServerKey")
+            .field("kid", &self.kid)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ServerKey {
+    /// Builds a key from the secret's UTF-8 bytes, as given.
+    pub fn new(secret: &SecretString) -> Self {
+        let bytes = secret.expose_secret().as_bytes();
+        let refresh_key = {
+            let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(bytes)
+                .expect("HMAC accepts keys of any length");
+            mac.update(REFRESH_KEY_LABEL);
+            mac.finalize().into_bytes()
+        };
+        Self {
+            kid: key_id(bytes),
+            encoding: EncodingKey::from_secret(bytes),
+            decoding: DecodingKey::from_secret(bytes),
+            refresh_mac: <Hmac<Sha256> as Mac>::new_from_slice(&refresh_key)
+                .expect("HMAC accepts keys of any length"),
+        }
+    }
+
+    /// The key id that goes in the JWT header.
+    pub fn kid(&self) -> &str {
+        &self.kid
+    }
+}
+
+/// The `kid` of a key: base64url (no padding) of the first 8 bytes of SHA-256.
+pub fn key_id(key: &[u8]) -> String {
+    let digest = Sha256::digest(key);
+    URL_SAFE_NO_PAD.encode(&digest[..8])
+}
+
+/// The current key (signs) and the previous ones (still verify).
+#[derive(Debug)]
+pub struct Keyring {
+    /// `keys[0]` is the current key; the rest are previous keys, newest first.
+    keys: Vec<ServerKey>,
+}
+
+impl Keyring {
+    pub fn new(current: &SecretString, previous: &[SecretString]) -> Self {
+        let mut keys = vec![ServerKey::new(current)];
+        for secret in previous {
+            let key = ServerKey::new(secret);
+            // A previous key equal to the current one (a half-done rotation) is harmless; skip it.
+            if keys.iter().all(|k| k.kid != key.kid) {
+                keys.push(key);
+            }
+        }
+        Self { keys }
+    }
+
+    /// The key that signs new tokens.
+    pub fn current(&self) -> &ServerKey {
+        &self.keys[0]
+    }
+
+    /// The key with this `kid`, if it is one of ours.
+    pub fn by_kid(&self, kid: &str) -> Option<&ServerKey> {
+        self.keys.iter().find(|k| k.kid == kid)
+    }
+
+    /// Every accepted key, the current one first.
+    pub fn all(&self) -> &[ServerKey] {
+        &self.keys
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kid_is_base64url_of_the_first_eight_bytes_of_sha256() {
+        // SHA-256("abc") = ba7816bf8f01cfea...; its first 8 bytes in base64url.
+        assert_eq!(key_id(b"abc"), "ungWv48Bz-o");
+        assert_eq!(key_id(b"abc").len(), 11);
+    }
+
+    #[test]
+    fn previous_keys_are_kept_in_order_without_duplicates() {
+        let a = SecretString::from("a".repeat(32));
+        let b = SecretString::from("b".repeat(32));
+        let ring = Keyring::new(&a, &[b.clone(), a.clone(), b]);
+        assert_eq!(ring.all().len(), 2);
+        assert_eq!(ring.current().kid(), key_id("a".repeat(32).as_bytes()));
+        assert!(ring.by_kid(&key_id("b".repeat(32).as_bytes())).is_some());
+        assert!(ring.by_kid("nope").is_none());
+    }
+}
+
+/// Name of the generated key file inside the data folder.
+pub const KEY_FILE_NAME: &str = "jwt_secret";
+
+/// Reads the key file in `dir`, or creates it with a fresh 256-bit key (mode
+/// 0600). Returns the key and whether it was just created, so the caller can
+/// warn once. The key is base64url text, so it is also a valid `JWT_SECRET`.
+pub fn load_or_create_key_file(dir: &std::path::Path) -> std::io::Result<(SecretString, bool)> {
+    use std::io::Write;
+    let path = dir.join(KEY_FILE_NAME);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let key = text.trim().to_owned();
+            if key.len() < crate::config::MIN_SECRET_BYTES {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("{} holds a key shorter than 32 bytes", path.display()),
+                ));
+            }
+            Ok((SecretString::from(key), false))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(dir)?;
+            let mut bytes = [0u8; 32];
+            rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut bytes);
+            let key = URL_SAFE_NO_PAD.encode(bytes);
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create_new(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            let mut file = options.open(&path)?;
+            file.write_all(key.as_bytes())?;
+            file.sync_all()?;
+            Ok((SecretString::from(key), true))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod key_file_tests {
+    use super::*;
+
+    #[test]
+    fn the_key_file_is_created_once_private_and_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let (first, created) = load_or_create_key_file(dir.path()).unwrap();
+        assert!(created);
+        assert_eq!(first.expose_secret().len(), 43);
+        let (second, created) = load_or_create_key_file(dir.path()).unwrap();
+        assert!(!created);
+        assert_eq!(first.expose_secret(), second.expose_secret());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir.path().join(KEY_FILE_NAME))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+    }
+}

@@ -1,0 +1,20 @@
+//! Everything about credentials and tokens, with no knowledge of HTTP or of
+//! the database:
+//! - [`keys`]: the server keys, their `kid`, and the generated key file;
+//! - [`access`]: HS256 access tokens (issue, verify);
+//! - [`refresh`]: refresh tokens (mint, verify) and the rotation policy;
+//! - [`revocations`]: the in-memory set of recently revoked sessions;
+//! - [`password`]: the bounded argon2id hasher;
+//! - [`credentials`]: email and password input rules.
+
+pub mod access;
+pub mod credentials;
+pub mod keys;
+pub mod password;
+pub mod refresh;
+pub mod revocations;
+
+pub use access::{AccessTokens, Claims, Role, TokenError};
+pub use keys::Keyring;
+pub use password::{HashError, PasswordHasher};
+pub use revocations::RevocationSet;

@@ -1,0 +1,205 @@
+//! Refresh tokens: `base64url(session_id ‖ generation ‖ HMAC-SHA256)`.
+//!
+//! A session row holds only its id and how many times it rotated (its
+//! generation). The token for generation `g` is a MAC over `(session, g)` under a
+//! key derived from the server secret, so:
+//! - the database never holds a usable token: a copy of it alone refreshes nothing;
+//! - a token is checked with no table scan and no hash index: parse, verify the
+//!   MAC, read one row by primary key;
+//! - the successor of a token can be *recomputed*, which is what lets a retry
+//!   within the reuse grace get back the very token the first call returned.
+//!
+//! The 256-bit MAC makes tokens unguessable. [`classify`] holds the rotation
+//! policy (rotate, grace, reuse) as a pure function so it can be tested alone.
+
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{DateTime, Utc};
+use hmac::Mac;
+use uuid::Uuid;
+
+use super::keys::{Keyring, ServerKey};
+
+const ID_LEN: usize = 16;
+const GEN_LEN: usize = 8;
+const MAC_LEN: usize = 32;
+const RAW_LEN: usize = ID_LEN + GEN_LEN + MAC_LEN;
+/// Length of an encoded token: base64url of 56 bytes, no padding.
+pub const ENCODED_LEN: usize = (RAW_LEN * 4).div_ceil(3);
+
+/// What a genuine refresh token says: which session, which generation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RefreshClaims {
+    pub session_id: Uuid,
+    pub generation: i64,
+}
+
+fn mac(key: &ServerKey, session_id: Uuid, generation: i64) -> hmac::Hmac<sha2::Sha256> {
+    let mut mac = key.refresh_mac.clone();
+    mac.update(session_id.as_bytes());
+    mac.update(&generation.to_be_bytes());
+    mac
+}
+
+/// The refresh token of `session_id` at `generation`, under the current key.
+pub fn mint(keys: &Keyring, session_id: Uuid, generation: i64) -> String {
+    let tag = mac(keys.current(), session_id, generation)
+        .finalize()
+        .into_bytes();
+    let mut raw = [0u8; RAW_LEN];
+    raw[..ID_LEN].copy_from_slice(session_id.as_bytes());
+    raw[ID_LEN..ID_LEN + GEN_LEN].copy_from_slice(&generation.to_be_bytes());
+    raw[ID_LEN + GEN_LEN..].copy_from_slice(&tag);
+    URL_SAFE_NO_PAD.encode(raw)
+}
+
+/// Parses and authenticates a refresh token against every accepted key.
+/// `None` for anything that is not a token we minted: such input revokes nothing.
+pub fn verify(keys: &Keyring, token: &str) -> Option<RefreshClaims> {
+    if token.len() != ENCODED_LEN {
+        return None;
+    }
+    let mut raw = [0u8; RAW_LEN];
+    let written = URL_SAFE_NO_PAD.decode_slice(token, &mut raw).ok()?;
+    if written != RAW_LEN {
+        return None;
+    }
+    let session_id = Uuid::from_slice(&raw[..ID_LEN]).ok()?;
+    let generation = i64::from_be_bytes(raw[ID_LEN..ID_LEN + GEN_LEN].try_into().ok()?);
+    if generation < 0 {
+        return None;
+    }
+    let tag = &raw[ID_LEN + GEN_LEN..];
+    // verify_slice compares in constant time.
+    keys.all()
+        .iter()
+        .any(|key| mac(key, session_id, generation).verify_slice(tag).is_ok())
+        .then_some(RefreshClaims {
+            session_id,
+            generation,
+        })
+}
+
+/// What to do with a genuine refresh token, given the session's current state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefreshDecision {
+    /// The token is the current one: spend it, move the session to the next generation.
+    Rotate,
+    /// The token is the immediate parent, replayed within the grace: a retry or a
+    /// race of the same app. Answer with the current token again.
+    ReturnCurrent,
+    /// An older token, or the parent past the grace: treat as stolen, revoke the session.
+    Reuse,
+    /// A generation the session never reached (only a restored database explains
+    /// it): refuse, revoke nothing.
+    Unknown,
+}
+
+/// The rotation policy of DESIGN.md, "Sessions and refresh tokens".
+pub fn classify(
+    presented: i64,
+    current: i64,
+    rotated_at: DateTime<Utc>,
+    now: DateTime<Utc>,
+    grace: Duration,
+) -> RefreshDecision {
+    if presented == current {
+        RefreshDecision::Rotate
+    } else if presented > current {
+        RefreshDecision::Unknown
+    } else if presented == current - 1 && within(rotated_at, now, grace) {
+        RefreshDecision::ReturnCurrent
+    } else {
+        RefreshDecision::Reuse
+    }
+}
+
+fn within(since: DateTime<Utc>, now: DateTime<Utc>, grace: Duration) -> bool {
+    let grace = chrono::Duration::from_std(grace).unwrap_or(chrono::Duration::MAX);
+    now.signed_duration_since(since) <= grace
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use secrecy::SecretString;
+
+    fn ring(secret: &str, previous: &[&str]) -> Keyring {
+        let previous: Vec<_> = previous
+            .iter()
+            .map(|s| SecretString::from((*s).to_owned()))
+            .collect();
+        Keyring::new(&SecretString::from(secret.to_owned()), &previous)
+    }
+
+    #[test]
+    fn a_minted_token_verifies_and_says_its_session_and_generation() {
+        let keys = ring(&"k".repeat(32), &[]);
+        let id = Uuid::new_v4();
+        let token = mint(&keys, id, 7);
+        assert_eq!(token.len(), ENCODED_LEN);
+        assert!(
+            token
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        );
+        assert_eq!(
+            verify(&keys, &token),
+            Some(RefreshClaims {
+                session_id: id,
+                generation: 7
+            })
+        );
+    }
+
+    #[test]
+    fn minting_is_deterministic_so_a_successor_can_be_recomputed() {
+        let keys = ring(&"k".repeat(32), &[]);
+        let id = Uuid::new_v4();
+        assert_eq!(mint(&keys, id, 3), mint(&keys, id, 3));
+        assert_ne!(mint(&keys, id, 3), mint(&keys, id, 4));
+    }
+
+    #[test]
+    fn tampered_or_foreign_tokens_are_refused() {
+        let keys = ring(&"k".repeat(32), &[]);
+        let token = mint(&keys, Uuid::new_v4(), 1);
+        assert_eq!(verify(&ring(&"x".repeat(32), &[]), &token), None);
+        for i in [0, 20, 30, 74] {
+            let mut bytes = token.clone().into_bytes();
+            bytes[i] = if bytes[i] == b'A' { b'B' } else { b'A' };
+            let tampered = String::from_utf8(bytes).unwrap();
+            assert_eq!(verify(&keys, &tampered), None, "byte {i}");
+        }
+        assert_eq!(verify(&keys, ""), None);
+        assert_eq!(verify(&keys, &token[1..]), None);
+        assert_eq!(verify(&keys, &format!("{token}A")), None);
+        assert_eq!(verify(&keys, &"!".repeat(ENCODED_LEN)), None);
+    }
+
+    #[test]
+    fn tokens_under_a_previous_key_still_verify() {
+        let old = "o".repeat(32);
+        let token = mint(&ring(&old, &[]), Uuid::new_v4(), 0);
+        assert!(verify(&ring(&"n".repeat(32), &[&old]), &token).is_some());
+    }
+
+    #[test]
+    fn the_rotation_policy() {
+        let grace = Duration::from_secs(10);
+        let t0 = Utc::now();
+        let s = chrono::Duration::seconds;
+        use RefreshDecision::*;
+        assert_eq!(classify(5, 5, t0, t0 + s(100), grace), Rotate);
+        assert_eq!(classify(4, 5, t0, t0 + s(9), grace), ReturnCurrent);
+        assert_eq!(classify(4, 5, t0, t0 + s(10), grace), ReturnCurrent);
+        assert_eq!(classify(4, 5, t0, t0 + s(11), grace), Reuse);
+        assert_eq!(classify(3, 5, t0, t0, grace), Reuse);
+        assert_eq!(classify(0, 5, t0, t0, grace), Reuse);
+        assert_eq!(classify(6, 5, t0, t0, grace), Unknown);
+        assert_eq!(classify(4, 5, t0, t0, Duration::ZERO), ReturnCurrent);
+        assert_eq!(classify(4, 5, t0, t0 + s(1), Duration::ZERO), Reuse);
+    }
+}

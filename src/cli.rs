@@ -1,0 +1,79 @@
+//! The command line. Serving is the default, so `cargo run --release` serves;
+//! the other subcommands are operator tools that work on the configured database.
+
+use clap::{Parser, Subcommand};
+
+use crate::auth::Role;
+use crate::config::Config;
+use crate::store::{PoolSettings, Store};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "auth-api",
+    version,
+    about = "Stateless JWT authentication service for mobile apps"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the API (the default).
+    Serve,
+    /// Apply the database migrations and exit.
+    Migrate,
+    /// Grant or remove the admin role. Takes effect at the user's next token.
+    Admin {
+        #[command(subcommand)]
+        action: AdminAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminAction {
+    /// Give the admin role to the account with this email.
+    Grant { email: String },
+    /// Take the admin role away (back to `user`).
+    Revoke { email: String },
+}
+
+/// Opens the configured database (applying migrations) for a one-shot command.
+async fn open_store(config: &Config) -> anyhow::Result<Store> {
+    Ok(Store::connect(
+        &config.database_url,
+        &PoolSettings {
+            max_connections: 1,
+            acquire_timeout: config.db_acquire_timeout,
+        },
+    )
+    .await?)
+}
+
+/// `migrate`: apply migrations and report.
+pub async fn migrate(config: &Config) -> anyhow::Result<()> {
+    let store = open_store(config).await?;
+    println!("migrations applied ({} database)", store.kind());
+    store.close().await;
+    Ok(())
+}
+
+/// `admin grant|revoke EMAIL`.
+pub async fn admin(config: &Config, action: &AdminAction) -> anyhow::Result<()> {
+    let (email, role) = match action {
+        AdminAction::Grant { email } => (email, Role::Admin),
+        AdminAction::Revoke { email } => (email, Role::User),
+    };
+    let email = crate::auth::credentials::normalize_email(email)
+        .ok_or_else(|| anyhow::anyhow!("not a valid email address"))?;
+    let store = open_store(config).await?;
+    let found = store.set_role(&email, role, chrono::Utc::now()).await?;
+    store.close().await;
+    if !found {
+        anyhow::bail!("no account with the email {email}");
+    }
+    log::warn!("audit: role of {email} set to {role} from the command line");
+    println!("{email} now has the role {role} (effective from the user's next token)");
+    Ok(())
+}

@@ -1,0 +1,333 @@
+//! Typed configuration, read once at start from the environment (and `.env`).
+//!
+//! Every variable of the table in `API.md` lives here with its default. A bad
+//! value stops the start with a [`ConfigError`] that names the variable and the
+//! reason, never the value itself (it may be a secret).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+
+/// Minimum length, in bytes, of an HS256 key (RFC 7518 §3.2: at least the hash size).
+pub const MIN_SECRET_BYTES: usize = 32;
+
+/// A configuration error: which variable, and why. Never carries the value.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {var}: {reason}")]
+pub struct ConfigError {
+    pub var: &'static str,
+    pub reason: String,
+}
+
+impl ConfigError {
+    fn new(var: &'static str, reason: impl Into<String>) -> Self {
+        Self {
+            var,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Everything the service needs to start.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `sqlite://…` or `postgres://…`; may hold a password, so it is secret.
+    pub database_url: SecretString,
+    pub bind_addr: SocketAddr,
+    pub jwt: JwtConfig,
+    pub sessions: SessionConfig,
+    pub passwords: PasswordConfig,
+    /// Requests per minute per client IP (and failed logins per email); 0 = off.
+    pub auth_rate_limit: u32,
+    pub trust_forwarded_for: bool,
+    /// Database pool size and the time a request waits for a connection.
+    pub db_max_connections: u32,
+    pub db_acquire_timeout: Duration,
+    /// HTTP worker threads (each runs its own async executor).
+    pub http_workers: usize,
+}
+
+/// Keys and claims of the access tokens.
+#[derive(Debug, Clone)]
+pub struct JwtConfig {
+    /// `None`: use (or create) the key file in the data folder.
+    pub secret: Option<SecretString>,
+    pub previous_secrets: Vec<SecretString>,
+    pub issuer: String,
+    pub audience: String,
+    pub leeway: Duration,
+    pub access_ttl: Duration,
+}
+
+/// Lifetimes of sessions and refresh tokens.
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    /// A refresh token unused for this long expires (each rotation starts a new one).
+    pub refresh_ttl: Duration,
+    /// A session ends this long after login, whatever the rotations.
+    pub max_lifetime: Duration,
+    /// How long the parent of the current refresh token may still be replayed.
+    pub reuse_grace: Duration,
+    /// Ended sessions are deleted this long after they end.
+    pub retention: Duration,
+}
+
+/// Bounds on the password hasher (argon2id is ~19 MiB and tens of ms per hash).
+#[derive(Debug, Clone)]
+pub struct PasswordConfig {
+    /// Hashes running at once; each holds ~19 MiB.
+    pub concurrency: usize,
+    /// Hash requests admitted (running plus waiting) before answering 503.
+    pub queue: usize,
+}
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|key| std::env::var(key).ok())
+    }
+
+    /// Reads from any lookup function, so tests can build a configuration
+    /// without touching the process environment.
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let var = |key: &'static str| get(key).filter(|v| !v.trim().is_empty());
+
+        let database_url = var("DATABASE_URL").unwrap_or_else(|| "sqlite://data/auth.db".into());
+        if !(database_url.starts_with("sqlite:")
+            || database_url.starts_with("postgres://")
+            || database_url.starts_with("postgresql://"))
+        {
+            return Err(ConfigError::new(
+                "DATABASE_URL",
+                "must start with sqlite:// or postgres://",
+            ));
+        }
+
+        let bind_addr = var("BIND_ADDR")
+            .unwrap_or_else(|| "127.0.0.1:8080".into())
+            .parse()
+            .map_err(|_| ConfigError::new("BIND_ADDR", "must be an address like 127.0.0.1:8080"))?;
+
+        let secret = match get("JWT_SECRET") {
+            Some(s) if !s.is_empty() => Some(secret_key("JWT_SECRET", s)?),
+            _ => None,
+        };
+        let previous_secrets = var("JWT_PREVIOUS_SECRETS")
+            .map(|list| {
+                list.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(|s| secret_key("JWT_PREVIOUS_SECRETS", s.to_owned()))
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .transpose()?
+            .unwrap_or_default();
+
+        let seconds =
+            |key: &'static str, default: u64, min: u64| -> Result<Duration, ConfigError> {
+                match var(key) {
+                    None => Ok(Duration::from_secs(default)),
+                    Some(v) => match v.trim().parse::<u64>() {
+                        Ok(n) if n >= min => Ok(Duration::from_secs(n)),
+                        _ => Err(ConfigError::new(
+                            key,
+                            format!("must be a whole number of seconds, at least {min}"),
+                        )),
+                    },
+                }
+            };
+        let number = |key: &'static str, default: u64, min: u64| -> Result<u64, ConfigError> {
+            match var(key) {
+                None => Ok(default),
+                Some(v) => match v.trim().parse::<u64>() {
+                    Ok(n) if n >= min => Ok(n),
+                    _ => Err(ConfigError::new(
+                        key,
+                        format!("must be a whole number, at least {min}"),
+                    )),
+                },
+            }
+        };
+
+        let jwt = JwtConfig {
+            secret,
+            previous_secrets,
+            issuer: var("JWT_ISSUER").unwrap_or_else(|| "auth-api".into()),
+            audience: var("JWT_AUDIENCE").unwrap_or_else(|| "mobile".into()),
+            leeway: seconds("JWT_LEEWAY", 30, 0)?,
+            access_ttl: seconds("ACCESS_TOKEN_TTL", 900, 1)?,
+        };
+        let sessions = SessionConfig {
+            refresh_ttl: seconds("REFRESH_TOKEN_TTL", 2_592_000, 1)?,
+            max_lifetime: seconds("SESSION_MAX_LIFETIME", 7_776_000, 1)?,
+            reuse_grace: seconds("REFRESH_REUSE_GRACE", 10, 0)?,
+            retention: seconds("SESSION_RETENTION", 7 * 86_400, 0)?,
+        };
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let passwords = PasswordConfig {
+            concurrency: usize::try_from(number("PASSWORD_HASH_CONCURRENCY", cores as u64, 1)?)
+                .unwrap_or(cores),
+            queue: usize::try_from(number("PASSWORD_HASH_QUEUE", 1024, 1)?).unwrap_or(1024),
+        };
+
+        let auth_rate_limit = u32::try_from(number("AUTH_RATE_LIMIT", 20, 0)?)
+            .map_err(|_| ConfigError::new("AUTH_RATE_LIMIT", "is too large"))?;
+        let trust_forwarded_for = match var("TRUST_FORWARDED_FOR").as_deref().map(str::trim) {
+            None => false,
+            Some(v) if ["true", "1", "yes"].contains(&v.to_ascii_lowercase().as_str()) => true,
+            Some(v) if ["false", "0", "no"].contains(&v.to_ascii_lowercase().as_str()) => false,
+            Some(_) => {
+                return Err(ConfigError::new(
+                    "TRUST_FORWARDED_FOR",
+                    "must be true or false",
+                ));
+            }
+        };
+        let db_max_connections = u32::try_from(number("DATABASE_MAX_CONNECTIONS", 10, 1)?)
+            .map_err(|_| ConfigError::new("DATABASE_MAX_CONNECTIONS", "is too large"))?;
+        let db_acquire_timeout = seconds("DATABASE_ACQUIRE_TIMEOUT", 3, 1)?;
+        let http_workers =
+            usize::try_from(number("HTTP_WORKERS", cores as u64, 1)?).unwrap_or(cores);
+
+        Ok(Self {
+            database_url: SecretString::from(database_url),
+            bind_addr,
+            jwt,
+            sessions,
+            passwords,
+            auth_rate_limit,
+            trust_forwarded_for,
+            db_max_connections,
+            db_acquire_timeout,
+            http_workers,
+        })
+    }
+
+    /// `"sqlite"` or `"postgres"`: what the logs may say about the database.
+    pub fn database_kind(&self) -> &'static str {
+        if self.database_url.expose_secret().starts_with("sqlite:") {
+            "sqlite"
+        } else {
+            "postgres"
+        }
+    }
+
+    /// Where the generated key file lives: beside the SQLite file, else `data/`.
+    pub fn data_dir(&self) -> PathBuf {
+        let url = self.database_url.expose_secret();
+        if let Some(rest) = url.strip_prefix("sqlite:") {
+            let path = rest.trim_start_matches("//");
+            let path = path.split('?').next().unwrap_or(path);
+            if !path.is_empty() && path != ":memory:" {
+                if let Some(parent) = std::path::Path::new(path).parent() {
+                    if !parent.as_os_str().is_empty() {
+                        return parent.to_path_buf();
+                    }
+                }
+                return PathBuf::from(".");
+            }
+        }
+        PathBuf::from("data")
+    }
+}
+
+fn secret_key(var: &'static str, value: String) -> Result<SecretString, ConfigError> {
+    if value.len() < MIN_SECRET_BYTES {
+        return Err(ConfigError::new(
+            var,
+            format!("each key must be at least {MIN_SECRET_BYTES} bytes (got a shorter one)"),
+        ));
+    }
+    Ok(SecretString::from(value))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_match_the_contract() {
+        let c = config(&[]).expect("defaults are valid");
+        assert_eq!(c.bind_addr.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.database_kind(), "sqlite");
+        assert_eq!(c.data_dir(), PathBuf::from("data"));
+        assert_eq!(c.jwt.issuer, "auth-api");
+        assert_eq!(c.jwt.audience, "mobile");
+        assert_eq!(c.jwt.leeway, Duration::from_secs(30));
+        assert_eq!(c.jwt.access_ttl, Duration::from_secs(900));
+        assert_eq!(c.sessions.refresh_ttl, Duration::from_secs(2_592_000));
+        assert_eq!(c.sessions.max_lifetime, Duration::from_secs(7_776_000));
+        assert_eq!(c.sessions.reuse_grace, Duration::from_secs(10));
+        assert_eq!(c.auth_rate_limit, 20);
+        assert!(!c.trust_forwarded_for);
+        assert!(c.jwt.secret.is_none());
+    }
+
+    #[test]
+    fn a_short_secret_is_refused_and_named_without_its_value() {
+        let err = config(&[("JWT_SECRET", "too-short-secret")]).unwrap_err();
+        assert_eq!(err.var, "JWT_SECRET");
+        assert!(!err.to_string().contains("too-short-secret"));
+    }
+
+    #[test]
+    fn a_short_previous_secret_is_refused() {
+        let err = config(&[(
+            "JWT_PREVIOUS_SECRETS",
+            "0123456789abcdef0123456789abcdef,short",
+        )])
+        .unwrap_err();
+        assert_eq!(err.var, "JWT_PREVIOUS_SECRETS");
+    }
+
+    #[test]
+    fn bad_numbers_name_their_variable() {
+        for var in [
+            "JWT_LEEWAY",
+            "ACCESS_TOKEN_TTL",
+            "REFRESH_TOKEN_TTL",
+            "SESSION_MAX_LIFETIME",
+            "REFRESH_REUSE_GRACE",
+            "AUTH_RATE_LIMIT",
+        ] {
+            let err = config(&[(var, "soon")]).unwrap_err();
+            assert_eq!(err.var, var);
+        }
+        assert_eq!(
+            config(&[("ACCESS_TOKEN_TTL", "0")]).unwrap_err().var,
+            "ACCESS_TOKEN_TTL"
+        );
+        assert_eq!(
+            config(&[("BIND_ADDR", "nowhere")]).unwrap_err().var,
+            "BIND_ADDR"
+        );
+        assert_eq!(
+            config(&[("DATABASE_URL", "mysql://x")]).unwrap_err().var,
+            "DATABASE_URL"
+        );
+        assert_eq!(
+            config(&[("TRUST_FORWARDED_FOR", "maybe")]).unwrap_err().var,
+            "TRUST_FORWARDED_FOR"
+        );
+    }
+
+    #[test]
+    fn the_data_folder_follows_the_sqlite_file() {
+        let c = config(&[("DATABASE_URL", "sqlite:///var/lib/auth/auth.db?mode=rwc")]).unwrap();
+        assert_eq!(c.data_dir(), PathBuf::from("/var/lib/auth"));
+        let c = config(&[("DATABASE_URL", "postgres://u:p@h/db")]).unwrap();
+        assert_eq!(c.database_kind(), "postgres");
+        assert_eq!(c.data_dir(), PathBuf::from("data"));
+    }
+}

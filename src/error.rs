@@ -1,0 +1,219 @@
+//! [`ApiError`]: every error the API answers, and the only place where an error
+//! becomes a status, a `{"error","message"}` body and headers.
+//!
+//! Variants are HTTP meanings with the stable codes of API.md. `From` impls let
+//! handlers use `?` on store and hasher results. 5xx causes are logged here with
+//! their chain and answered opaquely: no detail of a failure reaches a client,
+//! and no message ever carries a password or a token.
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
+
+use crate::auth::credentials::WeakPassword;
+use crate::auth::{HashError, TokenError};
+use crate::store::StoreError;
+
+/// Seconds a client should wait after a `503` from a saturated hasher or a database outage.
+pub const RETRY_AFTER_UNAVAILABLE: u64 = 1;
+
+/// The JSON body of every error (API.md, "Conventions").
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// Stable snake_case code clients switch on.
+    #[schema(example = "invalid_request")]
+    pub error: &'static str,
+    /// Text for humans; may change.
+    #[schema(example = "the request body is not valid JSON")]
+    pub message: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    InvalidRequest(String),
+    #[error("not found")]
+    NotFound,
+    #[error("method not allowed")]
+    MethodNotAllowed { allow: &'static str },
+    #[error("the request body is larger than 16 KiB")]
+    PayloadTooLarge,
+    #[error("the request body must be application/json")]
+    UnsupportedMediaType,
+    #[error("too many requests; retry later")]
+    TooManyRequests { retry_after: u64 },
+    #[error("the service is busy or its database is unreachable; retry later")]
+    Unavailable { retry_after: u64 },
+    #[error("internal error")]
+    Internal(#[source] anyhow::Error),
+
+    #[error("this email is already registered")]
+    EmailTaken,
+    #[error("the email address is not valid")]
+    InvalidEmail,
+    #[error("{0}")]
+    WeakPassword(WeakPassword),
+    #[error("the email or password is wrong")]
+    InvalidCredentials,
+    #[error("the refresh token is invalid, expired, revoked or reused; sign in again")]
+    InvalidGrant,
+
+    #[error("an access token is required (Authorization: Bearer <token>)")]
+    MissingToken,
+    #[error("{0}")]
+    InvalidToken(TokenError),
+    #[error("this action needs the admin role")]
+    InsufficientRole,
+}
+
+impl ApiError {
+    /// The stable code of API.md.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::InvalidRequest(_) => "invalid_request",
+            ApiError::NotFound => "not_found",
+            ApiError::MethodNotAllowed { .. } => "method_not_allowed",
+            ApiError::PayloadTooLarge => "payload_too_large",
+            ApiError::UnsupportedMediaType => "unsupported_media_type",
+            ApiError::TooManyRequests { .. } => "too_many_requests",
+            ApiError::Unavailable { .. } => "unavailable",
+            ApiError::Internal(_) => "internal_error",
+            ApiError::EmailTaken => "email_taken",
+            ApiError::InvalidEmail => "invalid_email",
+            ApiError::WeakPassword(_) => "weak_password",
+            ApiError::InvalidCredentials => "invalid_credentials",
+            ApiError::InvalidGrant => "invalid_grant",
+            ApiError::MissingToken => "missing_token",
+            ApiError::InvalidToken(_) => "invalid_token",
+            ApiError::InsufficientRole => "insufficient_role",
+        }
+    }
+
+    fn unavailable() -> Self {
+        ApiError::Unavailable {
+            retry_after: RETRY_AFTER_UNAVAILABLE,
+        }
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::InvalidRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::EmailTaken => StatusCode::CONFLICT,
+            ApiError::InvalidEmail | ApiError::WeakPassword(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::InvalidCredentials
+            | ApiError::InvalidGrant
+            | ApiError::MissingToken
+            | ApiError::InvalidToken(_) => StatusCode::UNAUTHORIZED,
+            ApiError::InsufficientRole => StatusCode::FORBIDDEN,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let status = self.status_code();
+        if status.is_server_error() {
+            // The cause chain goes to the operator's log, never to the client.
+            let mut chain = String::new();
+            let mut source = std::error::Error::source(self);
+            while let Some(cause) = source {
+                chain.push_str(": ");
+                chain.push_str(&cause.to_string());
+                source = cause.source();
+            }
+            if let ApiError::Internal(e) = self {
+                log::error!("{status} {}: {e:#}", self.code());
+            } else {
+                log::warn!("{status} {}{chain}", self.code());
+            }
+        }
+        let mut response = HttpResponse::build(status);
+        // Errors are never cached (an error for one token must not be served for another).
+        response.insert_header((header::CACHE_CONTROL, "no-store"));
+        match self {
+            ApiError::MethodNotAllowed { allow } => {
+                response.insert_header((header::ALLOW, *allow));
+            }
+            ApiError::TooManyRequests { retry_after } | ApiError::Unavailable { retry_after } => {
+                response.insert_header((header::RETRY_AFTER, retry_after.to_string()));
+            }
+            ApiError::MissingToken => {
+                // RFC 6750 §3.1: no error code when the request had no credentials.
+                response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
+            }
+            ApiError::InvalidToken(reason) => {
+                let challenge =
+                    format!("Bearer error=\"invalid_token\", error_description=\"{reason}\"");
+                if let Ok(value) = HeaderValue::from_str(&challenge) {
+                    response.insert_header((header::WWW_AUTHENTICATE, value));
+                }
+            }
+            ApiError::InsufficientRole => {
+                response.insert_header((
+                    header::WWW_AUTHENTICATE,
+                    "Bearer error=\"insufficient_scope\", error_description=\"this action needs the admin role\"",
+                ));
+            }
+            _ => {}
+        }
+        let message = if let ApiError::Internal(_) = self {
+            "internal error".to_owned()
+        } else {
+            self.to_string()
+        };
+        response.json(ErrorBody {
+            error: self.code(),
+            message,
+        })
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::EmailTaken => ApiError::EmailTaken,
+            StoreError::Unavailable(e) => {
+                log::warn!("database unavailable: {e}");
+                ApiError::unavailable()
+            }
+            StoreError::Other(e) => ApiError::Internal(anyhow::Error::new(e).context("database")),
+        }
+    }
+}
+
+impl From<HashError> for ApiError {
+    fn from(err: HashError) -> Self {
+        match err {
+            HashError::Busy => ApiError::unavailable(),
+            HashError::Failed(reason) => {
+                ApiError::Internal(anyhow::anyhow!("password hashing: {reason}"))
+            }
+        }
+    }
+}
+
+impl From<WeakPassword> for ApiError {
+    fn from(err: WeakPassword) -> Self {
+        ApiError::WeakPassword(err)
+    }
+}
+
+impl From<TokenError> for ApiError {
+    fn from(err: TokenError) -> Self {
+        ApiError::InvalidToken(err)
+    }
+}
+
+impl From<jsonwebtoken::errors::Error> for ApiError {
+    fn from(err: jsonwebtoken::errors::Error) -> Self {
+        ApiError::Internal(anyhow::Error::new(err).context("signing an access token"))
+    }
+}

@@ -1,0 +1,130 @@
+//! The account: `POST /register`, `GET /me`, `POST /password`.
+
+use actix_web::{HttpResponse, web};
+use chrono::{DateTime, Utc};
+use secrecy::ExposeSecret;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::extract::Authenticated;
+use super::tokens::SecretStringField;
+use super::{AppState, resource};
+use crate::auth::Role;
+use crate::auth::credentials::{check_password_policy, normalize_email};
+use crate::error::ApiError;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(resource("/register", "POST").route(web::post().to(register)))
+        .service(resource("/me", "GET").route(web::get().to(me)))
+        .service(resource("/password", "POST").route(web::post().to(change_password)));
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct RegisterRequest {
+    #[schema(example = "alice@example.com")]
+    pub email: String,
+    /// At least 8 characters, at most 1024 bytes, not a common password.
+    #[schema(value_type = String, format = Password, example = "correct horse battery staple")]
+    pub password: SecretStringField,
+}
+
+/// A registered user.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UserResponse {
+    pub id: Uuid,
+    #[schema(example = "alice@example.com")]
+    pub email: String,
+    #[schema(value_type = String, example = "user")]
+    pub role: Role,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Create an account. The email is stored trimmed and lowercased.
+pub async fn register(
+    state: web::Data<AppState>,
+    body: web::Json<RegisterRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    let email = normalize_email(&body.email).ok_or(ApiError::InvalidEmail)?;
+    check_password_policy(body.password.0.expose_secret())?;
+    let hash = state.hasher.hash(body.password.0).await?;
+    let user = state.store.create_user(&email, &hash, Utc::now()).await?;
+    log::info!("audit: user registered user={}", user.id);
+    Ok(HttpResponse::Created().json(UserResponse {
+        id: user.id,
+        email: user.email,
+        role: user.role.0,
+        created_at: user.created_at,
+    }))
+}
+
+/// Who the token says the caller is; read from the token alone.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MeResponse {
+    pub user_id: Uuid,
+    #[schema(value_type = String, example = "user")]
+    pub role: Role,
+    pub session_id: Uuid,
+    /// When the access token expires.
+    pub expires_at: DateTime<Utc>,
+}
+
+pub async fn me(caller: Authenticated) -> HttpResponse {
+    let claims = caller.0;
+    HttpResponse::Ok().json(MeResponse {
+        user_id: claims.sub,
+        role: claims.role,
+        session_id: claims.sid,
+        expires_at: claims.expires_at(),
+    })
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct ChangePasswordRequest {
+    #[schema(value_type = String, format = Password)]
+    pub current_password: SecretStringField,
+    #[schema(value_type = String, format = Password)]
+    pub new_password: SecretStringField,
+}
+
+/// Change the password: every other session of the user is revoked; the
+/// caller's session keeps working.
+pub async fn change_password(
+    state: web::Data<AppState>,
+    caller: Authenticated,
+    body: web::Json<ChangePasswordRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    let claims = caller.0;
+    let user = state.store.find_user(claims.sub).await?;
+    let verified = state
+        .hasher
+        .verify(
+            body.current_password.0,
+            user.as_ref().map(|u| u.password_hash.clone()),
+        )
+        .await?;
+    let Some(user) = user.filter(|_| verified) else {
+        log::warn!(
+            "audit: password change refused (wrong current password) user={}",
+            claims.sub
+        );
+        return Err(ApiError::InvalidCredentials);
+    };
+    check_password_policy(body.new_password.0.expose_secret())?;
+    let hash = state.hasher.hash(body.new_password.0).await?;
+    let now = Utc::now();
+    let revoked = state
+        .store
+        .change_password(user.id, &hash, claims.sid, now)
+        .await?;
+    let entries: Vec<_> = revoked.iter().map(|id| (*id, now)).collect();
+    state.revocations.insert_many(&entries, now);
+    log::info!(
+        "audit: password changed user={} other_sessions_revoked={}",
+        user.id,
+        revoked.len()
+    );
+    Ok(HttpResponse::NoContent().finish())
+}

@@ -1,0 +1,195 @@
+//! Extractors: the Bearer check (the hot path), the admin check, the client's
+//! address and user agent, and the JSON/path error handlers that turn actix's
+//! rejections into the API's JSON errors.
+
+use std::future::{Ready, ready};
+use std::net::IpAddr;
+
+use actix_web::dev::Payload;
+use actix_web::error::{JsonPayloadError, PathError};
+use actix_web::http::header;
+use actix_web::{FromRequest, HttpRequest, web};
+
+use super::AppState;
+use crate::auth::{Claims, Role, TokenError};
+use crate::error::ApiError;
+
+/// Request bodies larger than this answer `413` (API.md).
+pub const MAX_BODY_BYTES: usize = 16 * 1024;
+/// Stored user agents are cut to this many characters.
+pub const MAX_USER_AGENT_CHARS: usize = 256;
+
+/// A caller with a valid access token of a session that is not revoked.
+///
+/// Checked from the token alone: signature, claims and the in-memory
+/// revocation set. No database read, no lock, no await. A bad token is an
+/// error, never an anonymous caller.
+#[derive(Debug, Clone)]
+pub struct Authenticated(pub Claims);
+
+impl FromRequest for Authenticated {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(authenticate(req).map(Authenticated))
+    }
+}
+
+fn authenticate(req: &HttpRequest) -> Result<Claims, ApiError> {
+    let state = req
+        .app_data::<web::Data<AppState>>()
+        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("application state missing")))?;
+    let token = bearer_token(req)?;
+    let claims = state.tokens.verify(token)?;
+    if state.revocations.is_revoked(&claims.sid) {
+        return Err(ApiError::InvalidToken(TokenError::Revoked));
+    }
+    Ok(claims)
+}
+
+/// The token of an `Authorization: Bearer <token>` header (RFC 6750 §2.1).
+/// No header, or another scheme, is a missing token; a Bearer header whose
+/// token is empty or not in the b64token alphabet is an invalid one.
+fn bearer_token(req: &HttpRequest) -> Result<&str, ApiError> {
+    let Some(value) = req.headers().get(header::AUTHORIZATION) else {
+        return Err(ApiError::MissingToken);
+    };
+    let value = value
+        .to_str()
+        .map_err(|_| ApiError::InvalidToken(TokenError::Malformed))?;
+    let (scheme, token) = value.split_once(' ').unwrap_or((value, ""));
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(ApiError::MissingToken);
+    }
+    let token = token.trim_start_matches(' ');
+    if token.len() > crate::auth::access::MAX_TOKEN_BYTES {
+        return Err(ApiError::InvalidToken(TokenError::TooLarge));
+    }
+    let b64token = |b: u8| b.is_ascii_alphanumeric() || b"-._~+/=".contains(&b);
+    if token.is_empty() || !token.bytes().all(b64token) {
+        return Err(ApiError::InvalidToken(TokenError::Malformed));
+    }
+    Ok(token)
+}
+
+/// An authenticated caller whose token carries the `admin` role. Anyone else
+/// gets `403 insufficient_role` before the handler runs.
+#[derive(Debug, Clone)]
+pub struct Admin(pub Claims);
+
+impl FromRequest for Admin {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(authenticate(req).and_then(|claims| {
+            if claims.role == Role::Admin {
+                Ok(Admin(claims))
+            } else {
+                Err(ApiError::InsufficientRole)
+            }
+        }))
+    }
+}
+
+/// Who is calling: the client IP (for rate limits and audit logs) and the
+/// `User-Agent` (recorded with a new session, truncated).
+#[derive(Debug, Clone)]
+pub struct ClientInfo {
+    pub ip: Option<IpAddr>,
+    pub user_agent: Option<String>,
+}
+
+impl FromRequest for ClientInfo {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let trust_forwarded_for = req
+            .app_data::<web::Data<AppState>>()
+            .is_some_and(|s| s.trust_forwarded_for);
+        let user_agent = req
+            .headers()
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(|ua| ua.chars().take(MAX_USER_AGENT_CHARS).collect::<String>())
+            .filter(|ua| !ua.is_empty());
+        ready(Ok(ClientInfo {
+            ip: client_ip(req, trust_forwarded_for),
+            user_agent,
+        }))
+    }
+}
+
+/// The peer address, or, behind a proxy you run (`TRUST_FORWARDED_FOR=true`),
+/// the right-most `X-Forwarded-For` entry: the one your proxy appended. Entries
+/// to its left were written by the client and prove nothing.
+pub fn client_ip(req: &HttpRequest, trust_forwarded_for: bool) -> Option<IpAddr> {
+    if trust_forwarded_for {
+        let forwarded = req
+            .headers()
+            .get_all("x-forwarded-for")
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .last()
+            .and_then(|s| s.parse::<IpAddr>().ok());
+        if forwarded.is_some() {
+            return forwarded;
+        }
+    }
+    req.peer_addr().map(|addr| addr.ip())
+}
+
+/// JSON bodies: at most 16 KiB, `application/json`, and every rejection as a JSON error.
+pub fn json_config() -> web::JsonConfig {
+    web::JsonConfig::default()
+        .limit(MAX_BODY_BYTES)
+        .content_type_required(true)
+        .error_handler(|err, _req| {
+            match err {
+                JsonPayloadError::OverflowKnownLength { .. }
+                | JsonPayloadError::Overflow { .. } => ApiError::PayloadTooLarge,
+                JsonPayloadError::ContentType => ApiError::UnsupportedMediaType,
+                JsonPayloadError::Deserialize(e) => {
+                    ApiError::InvalidRequest(describe_json_error(&e))
+                }
+                _ => ApiError::InvalidRequest("the request body could not be read".into()),
+            }
+            .into()
+        })
+}
+
+/// A short, safe description of a JSON error: its category and position, never
+/// the offending text (which could be a password).
+fn describe_json_error(err: &serde_json::Error) -> String {
+    use serde_json::error::Category;
+    match err.classify() {
+        Category::Data => {
+            // serde names the field of a missing one; its other data errors
+            // ("invalid type: string \"...\"") can quote the value, which may
+            // be a password, so they are summarised instead.
+            let text = err.to_string();
+            let text = text.split(" at line ").next().unwrap_or(&text);
+            if text.starts_with("missing field") {
+                format!("invalid request body: {text}")
+            } else {
+                "invalid request body: a field has the wrong type".into()
+            }
+        }
+        Category::Syntax | Category::Eof => format!(
+            "the request body is not valid JSON (line {}, column {})",
+            err.line(),
+            err.column()
+        ),
+        Category::Io => "the request body could not be read".into(),
+    }
+}
+
+/// Path parameters that do not parse (a malformed session id) are `404`: no
+/// such resource, and nothing to learn from the difference.
+pub fn path_config() -> web::PathConfig {
+    web::PathConfig::default().error_handler(|_err: PathError, _req| ApiError::NotFound.into())
+}

@@ -1,0 +1,52 @@
+//! The HTTP layer: one file per resource, each with its `routes()`, plus the
+//! extractors every handler shares. Handlers call the [`Store`] and [`crate::auth`];
+//! they never write SQL, and errors leave through [`ApiError`].
+
+pub mod account;
+pub mod admin;
+pub mod extract;
+pub mod health;
+pub mod sessions;
+pub mod tokens;
+
+use std::sync::Arc;
+
+use actix_web::{HttpResponse, web};
+
+use crate::auth::{AccessTokens, PasswordHasher, RevocationSet};
+use crate::config::SessionConfig;
+use crate::error::ApiError;
+use crate::store::Store;
+
+/// What every handler may use. Built once at start, shared by all workers.
+#[derive(Debug)]
+pub struct AppState {
+    pub store: Store,
+    pub tokens: AccessTokens,
+    pub hasher: Arc<PasswordHasher>,
+    pub revocations: Arc<RevocationSet>,
+    pub sessions: SessionConfig,
+    pub trust_forwarded_for: bool,
+}
+
+/// Every route of the API.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    account::routes(cfg);
+    tokens::routes(cfg);
+    sessions::routes(cfg);
+    admin::routes(cfg);
+    health::routes(cfg);
+}
+
+/// A resource that answers `405` with `Allow` (and a JSON body) for any method
+/// it does not serve, instead of actix's empty default.
+pub(crate) fn resource(path: &str, allow: &'static str) -> actix_web::Resource {
+    web::resource(path).default_service(web::to(move || async move {
+        Err::<HttpResponse, _>(ApiError::MethodNotAllowed { allow })
+    }))
+}
+
+/// The answer for a path no route matches.
+pub async fn not_found() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::NotFound)
+}

@@ -1,0 +1,307 @@
+//! Tokens: `POST /login`, `POST /refresh`, `POST /logout`, `POST /logout-all`.
+//!
+//! Login starts a session; refresh rotates its refresh token (with the reuse
+//! grace of API.md); logout and logout-all revoke sessions, in the database and
+//! in the in-memory revocation set that the Bearer check reads.
+
+use actix_web::http::header;
+use actix_web::{HttpResponse, web};
+use chrono::{DateTime, Utc};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::extract::{Authenticated, ClientInfo};
+use super::{AppState, resource};
+use crate::auth::Role;
+use crate::auth::credentials::normalize_email;
+use crate::auth::refresh::{self, RefreshDecision};
+use crate::error::ApiError;
+use crate::store::{NewSession, Session};
+
+/// Longest `device_name` accepted, in characters.
+pub const MAX_DEVICE_NAME_CHARS: usize = 100;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(resource("/login", "POST").route(web::post().to(login)))
+        .service(resource("/refresh", "POST").route(web::post().to(refresh)))
+        .service(resource("/logout", "POST").route(web::post().to(logout)))
+        .service(resource("/logout-all", "POST").route(web::post().to(logout_all)));
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct LoginRequest {
+    #[schema(example = "alice@example.com")]
+    pub email: String,
+    #[schema(value_type = String, format = Password, example = "correct horse battery staple")]
+    pub password: SecretStringField,
+    /// Shown in the session list, at most 100 characters.
+    #[schema(example = "Alice's iPhone")]
+    pub device_name: Option<String>,
+}
+
+/// A password or token in a request body: deserialised straight into a
+/// `SecretString`, so it never appears in a `Debug` print or a log.
+#[derive(Debug, Deserialize)]
+#[serde(transparent)]
+pub struct SecretStringField(pub SecretString);
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct RefreshRequest {
+    #[schema(value_type = String, format = Password)]
+    pub refresh_token: SecretStringField,
+}
+
+/// The answer of `/login` and `/refresh` (API.md, "Token response").
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TokenResponse {
+    /// The HS256 access token, for `Authorization: Bearer`.
+    pub access_token: String,
+    #[schema(example = "Bearer")]
+    pub token_type: &'static str,
+    /// Seconds until the access token expires.
+    #[schema(example = 900)]
+    pub expires_in: u64,
+    /// Opaque; good for one `/refresh`.
+    pub refresh_token: String,
+    /// Seconds until the refresh token expires if unused.
+    #[schema(example = 2592000)]
+    pub refresh_expires_in: u64,
+    pub session_id: Uuid,
+}
+
+/// Signs an access token and packs the response for a session at `generation`.
+fn token_response(
+    state: &AppState,
+    session_id: Uuid,
+    user_id: Uuid,
+    role: Role,
+    generation: i64,
+    refresh_expires_at: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<HttpResponse, ApiError> {
+    let access = state.tokens.issue(user_id, session_id, role, now)?;
+    let body = TokenResponse {
+        access_token: access.token,
+        token_type: "Bearer",
+        expires_in: access.expires_in,
+        refresh_token: refresh::mint(state.tokens.keys(), session_id, generation),
+        refresh_expires_in: u64::try_from((refresh_expires_at - now).num_seconds()).unwrap_or(0),
+        session_id,
+    };
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .insert_header((header::PRAGMA, "no-cache"))
+        .json(body))
+}
+
+fn add(now: DateTime<Utc>, duration: std::time::Duration) -> DateTime<Utc> {
+    chrono::Duration::from_std(duration)
+        .ok()
+        .and_then(|d| now.checked_add_signed(d))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
+/// Sign in: check the password, start a session, answer the token pair.
+pub async fn login(
+    state: web::Data<AppState>,
+    client: ClientInfo,
+    body: web::Json<LoginRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    let device_name = match body.device_name.map(|d| d.trim().to_owned()) {
+        Some(d) if d.chars().count() > MAX_DEVICE_NAME_CHARS => {
+            return Err(ApiError::InvalidRequest(format!(
+                "device_name must be at most {MAX_DEVICE_NAME_CHARS} characters"
+            )));
+        }
+        Some(d) if d.is_empty() => None,
+        other => other,
+    };
+
+    // Unknown and malformed emails cost the same verify as a wrong password
+    // and get the same answer, so neither the body nor the timing tells which
+    // emails have accounts.
+    let email = normalize_email(&body.email);
+    let user = match &email {
+        Some(email) => state.store.find_user_by_email(email).await?,
+        None => None,
+    };
+    let verified = state
+        .hasher
+        .verify(
+            body.password.0,
+            user.as_ref().map(|u| u.password_hash.clone()),
+        )
+        .await?;
+    let Some(user) = user.filter(|_| verified) else {
+        log::warn!(
+            "audit: login failed ip={}",
+            client.ip.map_or_else(|| "-".into(), |ip| ip.to_string())
+        );
+        return Err(ApiError::InvalidCredentials);
+    };
+
+    let now = Utc::now();
+    let expires_at = add(now, state.sessions.max_lifetime);
+    let idle_expires_at = add(now, state.sessions.refresh_ttl).min(expires_at);
+    let session = NewSession {
+        id: Uuid::new_v4(),
+        user_id: user.id,
+        device_name,
+        user_agent: client.user_agent,
+        now,
+        idle_expires_at,
+        expires_at,
+    };
+    state.store.create_session(&session).await?;
+    log::info!(
+        "audit: login succeeded user={} session={}",
+        user.id,
+        session.id
+    );
+    token_response(
+        &state,
+        session.id,
+        user.id,
+        user.role.0,
+        0,
+        idle_expires_at,
+        now,
+    )
+}
+
+/// Rotate: spend the refresh token, answer a new pair (see API.md, "Reuse").
+pub async fn refresh(
+    state: web::Data<AppState>,
+    body: web::Json<RefreshRequest>,
+) -> Result<HttpResponse, ApiError> {
+    // A token we did not mint (malformed, forged, another server's) revokes nothing.
+    let Some(presented) =
+        refresh::verify(state.tokens.keys(), body.refresh_token.0.expose_secret())
+    else {
+        return Err(ApiError::InvalidGrant);
+    };
+
+    // At most a few rounds: a lost race re-reads the session and then always
+    // lands on the grace path (or on reuse, if it lost by more than one rotation).
+    for _ in 0..3 {
+        let now = Utc::now();
+        let Some(session) = state.store.find_session(presented.session_id).await? else {
+            return Err(ApiError::InvalidGrant);
+        };
+        if session.revoked_at.is_some() {
+            return Err(ApiError::InvalidGrant);
+        }
+        let decision = refresh::classify(
+            presented.generation,
+            session.generation,
+            session.rotated_at,
+            now,
+            state.sessions.reuse_grace,
+        );
+        match decision {
+            RefreshDecision::Rotate => {
+                if !session.is_active(now) {
+                    return Err(ApiError::InvalidGrant);
+                }
+                let idle_expires_at = add(now, state.sessions.refresh_ttl).min(session.expires_at);
+                if state
+                    .store
+                    .advance_session(session.id, session.generation, now, idle_expires_at)
+                    .await?
+                {
+                    return token_response(
+                        &state,
+                        session.id,
+                        session.user_id,
+                        session.role.0,
+                        session.generation + 1,
+                        idle_expires_at,
+                        now,
+                    );
+                }
+                // Another request rotated first: look again.
+            }
+            RefreshDecision::ReturnCurrent => {
+                if !session.is_active(now) {
+                    return Err(ApiError::InvalidGrant);
+                }
+                return token_response(
+                    &state,
+                    session.id,
+                    session.user_id,
+                    session.role.0,
+                    session.generation,
+                    session.idle_expires_at,
+                    now,
+                );
+            }
+            RefreshDecision::Reuse => {
+                revoke_for_reuse(&state, &session, now).await?;
+                return Err(ApiError::InvalidGrant);
+            }
+            RefreshDecision::Unknown => return Err(ApiError::InvalidGrant),
+        }
+    }
+    Err(ApiError::Unavailable { retry_after: 1 })
+}
+
+async fn revoke_for_reuse(
+    state: &AppState,
+    session: &Session,
+    now: DateTime<Utc>,
+) -> Result<(), ApiError> {
+    if state.store.revoke_session(session.id, now).await? {
+        state.revocations.insert(session.id, now);
+        log::warn!(
+            "audit: refresh token reuse detected, session revoked user={} session={}",
+            session.user_id,
+            session.id
+        );
+    }
+    Ok(())
+}
+
+/// Sign out one session with its refresh token (current or spent). Unknown or
+/// already revoked tokens also answer `204`: logout is idempotent.
+pub async fn logout(
+    state: web::Data<AppState>,
+    body: web::Json<RefreshRequest>,
+) -> Result<HttpResponse, ApiError> {
+    if let Some(presented) =
+        refresh::verify(state.tokens.keys(), body.refresh_token.0.expose_secret())
+    {
+        let now = Utc::now();
+        if state
+            .store
+            .revoke_session(presented.session_id, now)
+            .await?
+        {
+            state.revocations.insert(presented.session_id, now);
+            log::info!("audit: logout session={}", presented.session_id);
+        }
+    }
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Sign out every session of the caller, the caller's included.
+pub async fn logout_all(
+    state: web::Data<AppState>,
+    caller: Authenticated,
+) -> Result<HttpResponse, ApiError> {
+    let now = Utc::now();
+    let revoked = state.store.revoke_all_sessions(caller.0.sub, now).await?;
+    let entries: Vec<_> = revoked.iter().map(|id| (*id, now)).collect();
+    state.revocations.insert_many(&entries, now);
+    // The caller's own session may be gone from the table already; its token
+    // must die all the same.
+    state.revocations.insert(caller.0.sid, now);
+    log::info!(
+        "audit: logout-all user={} sessions_revoked={}",
+        caller.0.sub,
+        revoked.len()
+    );
+    Ok(HttpResponse::NoContent().finish())
+}

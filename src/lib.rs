@@ -1,0 +1,23 @@
+//! auth-api: a stateless JWT authentication service for mobile apps.
+//!
+//! Apps log in once, carry a short-lived HS256 access token in
+//! `Authorization: Bearer`, and rotate it with an opaque refresh token. Access
+//! tokens are verified from the token alone; only login, refresh, logout and
+//! session management touch the database.
+//!
+//! The map, from the outside in:
+//! - [`startup`]: builds the [`startup::Application`] (keys, store, routes, background tasks);
+//! - [`config`]: every setting, read once from the environment;
+//! - [`http`]: handlers, one file per resource, and the extractors (Bearer check);
+//! - [`error`]: [`error::ApiError`], the only place errors become HTTP answers;
+//! - [`store`]: users and sessions on SQLite or PostgreSQL; knows nothing of HTTP;
+//! - [`auth`]: keys, tokens, revocations, passwords; knows nothing of HTTP or storage;
+//! - [`cli`]: the command line (serve, migrate, admin).
+
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod startup;
+pub mod store;

@@ -1,0 +1,49 @@
+//! Entry point: load `.env`, start logging, read the configuration, then run
+//! the chosen command (serving by default). All the wiring is in `startup`.
+
+use std::process::ExitCode;
+
+use auth_api::cli::{self, Cli, Command};
+use auth_api::config::Config;
+use auth_api::startup::Application;
+use clap::Parser;
+
+#[actix_web::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // A missing .env is normal; a broken one is reported but not fatal.
+    if let Err(e) = dotenvy::dotenv() {
+        if !e.not_found() {
+            eprintln!("warning: .env could not be read: {e}");
+        }
+    }
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+
+    let config = match Config::from_env() {
+        Ok(config) => config,
+        Err(e) => {
+            log::error!("{e}");
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(config).await,
+        Command::Migrate => cli::migrate(&config).await,
+        Command::Admin { action } => cli::admin(&config, &action).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            log::error!("{e:#}");
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let app = Application::build(config).await?;
+    app.run_until_stopped().await?;
+    Ok(())
+}

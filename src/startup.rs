@@ -1,0 +1,247 @@
+//! Building and running the application: keys, database, state, routes,
+//! middleware and background tasks.
+//!
+//! [`Application::build`] binds the listener itself (port 0 in tests) and
+//! exposes the real port, so the integration tests run the very server
+//! `main` runs, in process.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::dev::Server;
+use actix_web::middleware::{DefaultHeaders, Logger};
+use actix_web::{App, HttpServer, web};
+use anyhow::Context;
+use chrono::Utc;
+use secrecy::SecretString;
+use tokio::task::JoinHandle;
+
+use crate::auth::keys::{Keyring, load_or_create_key_file};
+use crate::auth::{AccessTokens, PasswordHasher, RevocationSet};
+use crate::config::Config;
+use crate::http::{self, AppState};
+use crate::store::{PoolSettings, Store};
+
+/// How often expired revocations are pruned from memory.
+const PRUNE_EVERY: Duration = Duration::from_secs(30);
+/// How often ended sessions are deleted, and how many at most per tick.
+const CLEANUP_EVERY: Duration = Duration::from_secs(60);
+const CLEANUP_BATCH: i64 = 1000;
+/// In-flight requests get this long to finish on shutdown.
+const SHUTDOWN_TIMEOUT_SECS: u64 = 20;
+
+/// A built, bound, not yet running server.
+pub struct Application {
+    port: u16,
+    server: Server,
+    state: web::Data<AppState>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Application {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Application")
+            .field("port", &self.port)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Application {
+    /// Resolves the key, connects and migrates the database, binds `config.bind_addr`.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind(config.bind_addr)
+            .with_context(|| format!("cannot listen on {} (BIND_ADDR)", config.bind_addr))?;
+        Self::build_with_listener(config, listener).await
+    }
+
+    /// As [`Application::build`], on a listener the caller bound.
+    pub async fn build_with_listener(
+        config: Config,
+        listener: TcpListener,
+    ) -> anyhow::Result<Self> {
+        let state = web::Data::new(build_state(&config).await?);
+        let port = listener.local_addr()?.port();
+        let tasks = spawn_housekeeping(state.clone().into_inner());
+
+        let server_state = state.clone();
+        let workers = config.http_workers;
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(server_state.clone())
+                .app_data(http::extract::json_config())
+                .app_data(http::extract::path_config())
+                .wrap(
+                    DefaultHeaders::new()
+                        .add(("X-Content-Type-Options", "nosniff"))
+                        .add(("Cache-Control", "no-store"))
+                        .add(("Referrer-Policy", "no-referrer")),
+                )
+                .wrap(request_logger())
+                .configure(http::routes)
+                .default_service(web::to(http::not_found))
+        })
+        .workers(workers)
+        .shutdown_timeout(SHUTDOWN_TIMEOUT_SECS)
+        .listen(listener)?
+        .run();
+
+        Ok(Self {
+            port,
+            server,
+            state,
+            tasks,
+        })
+    }
+
+    /// The port actually bound (useful with port 0).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The shared state, for in-process tests and tools.
+    pub fn state(&self) -> web::Data<AppState> {
+        self.state.clone()
+    }
+
+    /// Serves until the server stops (SIGTERM/SIGINT: stop accepting, finish
+    /// in-flight requests), then stops the background tasks and closes the database.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let result = self.server.await;
+        for task in &self.tasks {
+            task.abort();
+        }
+        self.state.store.close().await;
+        log::info!("server stopped");
+        result
+    }
+}
+
+/// Keys, database, hasher and revocation set, ready to serve.
+async fn build_state(config: &Config) -> anyhow::Result<AppState> {
+    let secret = resolve_secret(config)?;
+    let keys = Keyring::new(&secret, &config.jwt.previous_secrets);
+    let kid = keys.current().kid().to_owned();
+    let tokens = AccessTokens::new(
+        keys,
+        &config.jwt.issuer,
+        &config.jwt.audience,
+        config.jwt.leeway,
+        config.jwt.access_ttl,
+    );
+
+    let store = Store::connect(
+        &config.database_url,
+        &PoolSettings {
+            max_connections: config.db_max_connections,
+            acquire_timeout: config.db_acquire_timeout,
+        },
+    )
+    .await
+    .context("cannot open the database (DATABASE_URL)")?;
+
+    // A revoked session's access tokens stay refused across a restart: reload
+    // every revocation whose tokens may still be unexpired.
+    let keep_for = config.jwt.access_ttl + config.jwt.leeway + Duration::from_secs(5);
+    let revocations = Arc::new(RevocationSet::new(keep_for));
+    let now = Utc::now();
+    let since = now - chrono::Duration::from_std(keep_for).unwrap_or(chrono::Duration::MAX);
+    let recent = store
+        .revoked_since(since)
+        .await
+        .context("cannot load recent revocations")?;
+    revocations.insert_many(&recent, now);
+
+    crate::auth::credentials::preload_common_passwords();
+    let hasher = Arc::new(PasswordHasher::new(
+        config.passwords.concurrency,
+        config.passwords.queue,
+    ));
+
+    log::info!(
+        "auth-api {} ready: listening on {}, database {}, key id {kid}, {} previous key(s), \
+         {} recent revocation(s) loaded",
+        env!("CARGO_PKG_VERSION"),
+        config.bind_addr,
+        store.kind(),
+        config.jwt.previous_secrets.len(),
+        revocations.len(),
+    );
+
+    Ok(AppState {
+        store,
+        tokens,
+        hasher,
+        revocations,
+        sessions: config.sessions.clone(),
+        trust_forwarded_for: config.trust_forwarded_for,
+    })
+}
+
+/// `JWT_SECRET`, or the key file in the data folder (created on first start).
+fn resolve_secret(config: &Config) -> anyhow::Result<SecretString> {
+    if let Some(secret) = &config.jwt.secret {
+        return Ok(secret.clone());
+    }
+    let dir = config.data_dir();
+    let (secret, created) = load_or_create_key_file(&dir)
+        .with_context(|| format!("cannot read or create the key file in {}", dir.display()))?;
+    if created {
+        log::warn!(
+            "JWT_SECRET is not set: generated a random key in {}/{} (mode 0600). \
+             Back it up with the database; set JWT_SECRET to manage the key yourself.",
+            dir.display(),
+            crate::auth::keys::KEY_FILE_NAME
+        );
+    }
+    if config.database_kind() == "postgres" {
+        log::warn!(
+            "JWT_SECRET is not set with PostgreSQL: every instance must share one key, \
+             so set JWT_SECRET on all of them"
+        );
+    }
+    Ok(secret)
+}
+
+/// Periodic work: forget revocations whose tokens expired; delete sessions
+/// that ended more than the retention period ago, a bounded batch per tick.
+fn spawn_housekeeping(state: Arc<AppState>) -> Vec<JoinHandle<()>> {
+    let prune_state = state.clone();
+    let prune = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(PRUNE_EVERY);
+        loop {
+            tick.tick().await;
+            prune_state.revocations.prune(Utc::now());
+        }
+    });
+    let cleanup = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(CLEANUP_EVERY);
+        loop {
+            tick.tick().await;
+            let retention = chrono::Duration::from_std(state.sessions.retention)
+                .unwrap_or(chrono::Duration::MAX);
+            let cutoff = Utc::now() - retention;
+            match state
+                .store
+                .delete_ended_sessions(cutoff, CLEANUP_BATCH)
+                .await
+            {
+                Ok(0) => {}
+                Ok(n) => log::info!("housekeeping: deleted {n} ended session(s)"),
+                Err(e) => log::warn!("housekeeping: cannot delete ended sessions: {e}"),
+            }
+        }
+    });
+    vec![prune, cleanup]
+}
+
+/// One line per request: client, method, route pattern, status, size and time.
+/// Never headers (the `Authorization` header is a credential), never bodies,
+/// never the query string.
+fn request_logger() -> Logger {
+    Logger::new("%a %{method}xi %{route}xi %s %b %Dms")
+        .custom_request_replace("method", |req| req.method().to_string())
+        .custom_request_replace("route", |req| {
+            req.match_pattern().unwrap_or_else(|| "-".to_owned())
+        })
+}
