@@ -221,10 +221,11 @@ impl Config {
             let path = rest.trim_start_matches("//");
             let path = path.split('?').next().unwrap_or(path);
             if !path.is_empty() && path != ":memory:" {
-                if let Some(parent) = std::path::Path::new(path).parent() {
-                    if !parent.as_os_str().is_empty() {
-                        return parent.to_path_buf();
-                    }
+                if let Some(parent) = std::path::Path::new(path)
+                    .parent()
+                    .filter(|p| !p.as_os_str().is_empty())
+                {
+                    return parent.to_path_buf();
                 }
                 return PathBuf::from(".");
             }

@@ -12,10 +12,10 @@ use clap::Parser;
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     // A missing .env is normal; a broken one is reported but not fatal.
-    if let Err(e) = dotenvy::dotenv() {
-        if !e.not_found() {
-            eprintln!("warning: .env could not be read: {e}");
-        }
+    if let Err(e) = dotenvy::dotenv()
+        && !e.not_found()
+    {
+        eprintln!("warning: .env could not be read: {e}");
     }
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
 

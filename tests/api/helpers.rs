@@ -1,0 +1,328 @@
+//! `spawn_app()`: the real application, in process, on a random port, with a
+//! fresh database of its own, so tests run in parallel and never collide.
+//!
+//! SQLite by default (a temp folder per test). With `TEST_DATABASE_URL` set to
+//! a PostgreSQL server URL, each test gets a fresh database created on that
+//! server instead, so the same suite pins both backends.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use actix_web::web;
+use auth_api::config::Config;
+use auth_api::http::AppState;
+use auth_api::startup::Application;
+use reqwest::{Response, StatusCode};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+pub const PASSWORD: &str = "correct horse battery staple";
+/// The key every test app signs with (so tests can forge and inspect tokens).
+pub const JWT_SECRET: &str = "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
+
+/// A running application and a client for it.
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    pub state: web::Data<AppState>,
+    pub config: Config,
+    /// Keeps the SQLite folder alive for the test's duration.
+    _dir: Option<tempfile::TempDir>,
+}
+
+/// A logged-in user: the answer of `/login`.
+#[derive(Debug, Clone)]
+pub struct Login {
+    pub user_id: Uuid,
+    pub email: String,
+    pub access_token: String,
+    pub refresh_token: String,
+    pub session_id: Uuid,
+    pub body: Value,
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(&[]).await
+}
+
+static NEXT_EMAIL: AtomicU64 = AtomicU64::new(0);
+
+/// A unique email for this test process.
+pub fn unique_email() -> String {
+    format!(
+        "user{}-{}@example.com",
+        NEXT_EMAIL.fetch_add(1, Ordering::Relaxed),
+        &Uuid::new_v4().simple().to_string()[..8]
+    )
+}
+
+/// Spawns the app with extra environment variables (over the test defaults).
+pub async fn spawn_app_with(vars: &[(&str, &str)]) -> TestApp {
+    let (database_url, dir) = fresh_database().await;
+    let mut env: HashMap<String, String> = HashMap::from([
+        ("DATABASE_URL".into(), database_url),
+        ("BIND_ADDR".into(), "127.0.0.1:0".into()),
+        ("JWT_SECRET".into(), JWT_SECRET.into()),
+        ("HTTP_WORKERS".into(), "1".into()),
+        ("AUTH_RATE_LIMIT".into(), "0".into()),
+    ]);
+    for (k, v) in vars {
+        env.insert((*k).into(), (*v).into());
+    }
+    let config = Config::from_lookup(|k| env.get(k).cloned()).expect("valid test configuration");
+    let app = Application::build(config.clone())
+        .await
+        .expect("the application builds");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    let state = app.state();
+    tokio::spawn(app.run_until_stopped());
+    TestApp {
+        address,
+        client: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent("auth-api-tests/1.0")
+            .build()
+            .expect("a client"),
+        state,
+        config,
+        _dir: dir,
+    }
+}
+
+/// A database no other test uses: a temp SQLite file, or a new PostgreSQL
+/// database when `TEST_DATABASE_URL` names a server.
+async fn fresh_database() -> (String, Option<tempfile::TempDir>) {
+    match std::env::var("TEST_DATABASE_URL") {
+        Ok(base) if base.starts_with("postgres") => {
+            use sqlx::Connection;
+            let name = format!("authtest_{}", Uuid::new_v4().simple());
+            let mut conn = sqlx::PgConnection::connect(&base)
+                .await
+                .expect("TEST_DATABASE_URL reachable");
+            sqlx::query(&format!("CREATE DATABASE {name}"))
+                .execute(&mut conn)
+                .await
+                .expect("create a test database");
+            let _ = conn.close().await;
+            let url = match base.rsplit_once('/') {
+                Some((server, _db)) => format!("{server}/{name}"),
+                None => panic!("TEST_DATABASE_URL must end with /database"),
+            };
+            (url, None)
+        }
+        _ => {
+            let dir = tempfile::tempdir().expect("a temp folder");
+            let url = format!("sqlite://{}/auth.db", dir.path().display());
+            (url, Some(dir))
+        }
+    }
+}
+
+/// Asserts the status and the error code of a JSON error answer; returns the body.
+pub async fn assert_error(response: Response, status: StatusCode, code: &str) -> Value {
+    assert_eq!(response.status(), status, "status");
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        content_type.starts_with("application/json"),
+        "content type {content_type}"
+    );
+    let body: Value = response.json().await.expect("a JSON error body");
+    assert_eq!(body["error"], code, "error code in {body}");
+    assert!(body["message"].is_string(), "message in {body}");
+    body
+}
+
+impl TestApp {
+    /// The database this app uses (to start a second server on it).
+    pub fn config_database_url(&self) -> String {
+        secrecy::ExposeSecret::expose_secret(&self.config.database_url).to_owned()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.address, path)
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value) -> Response {
+        self.client
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    pub async fn get_with_token(&self, path: &str, token: &str) -> Response {
+        self.client
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    pub async fn register(&self, email: &str, password: &str) -> Response {
+        self.post_json("/register", &json!({"email": email, "password": password}))
+            .await
+    }
+
+    pub async fn login(&self, email: &str, password: &str) -> Response {
+        self.post_json("/login", &json!({"email": email, "password": password}))
+            .await
+    }
+
+    pub async fn login_from(&self, email: &str, password: &str, device: &str) -> Response {
+        self.post_json(
+            "/login",
+            &json!({"email": email, "password": password, "device_name": device}),
+        )
+        .await
+    }
+
+    pub async fn refresh(&self, refresh_token: &str) -> Response {
+        self.post_json("/refresh", &json!({"refresh_token": refresh_token}))
+            .await
+    }
+
+    pub async fn logout(&self, refresh_token: &str) -> Response {
+        self.post_json("/logout", &json!({"refresh_token": refresh_token}))
+            .await
+    }
+
+    pub async fn logout_all(&self, access_token: &str) -> Response {
+        self.client
+            .post(self.url("/logout-all"))
+            .bearer_auth(access_token)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    pub async fn me(&self, access_token: &str) -> Response {
+        self.get_with_token("/me", access_token).await
+    }
+
+    pub async fn sessions(&self, access_token: &str) -> Response {
+        self.get_with_token("/sessions", access_token).await
+    }
+
+    pub async fn delete_session(&self, access_token: &str, id: &str) -> Response {
+        self.client
+            .delete(self.url(&format!("/sessions/{id}")))
+            .bearer_auth(access_token)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    pub async fn change_password(&self, access_token: &str, current: &str, new: &str) -> Response {
+        self.client
+            .post(self.url("/password"))
+            .bearer_auth(access_token)
+            .json(&json!({"current_password": current, "new_password": new}))
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    pub async fn admin_revoke(&self, access_token: &str, user_id: &str) -> Response {
+        self.client
+            .post(self.url(&format!("/admin/users/{user_id}/revoke-sessions")))
+            .bearer_auth(access_token)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    /// Registers a fresh user and returns its email.
+    pub async fn new_user(&self) -> String {
+        let email = unique_email();
+        let response = self.register(&email, PASSWORD).await;
+        assert_eq!(response.status(), StatusCode::CREATED);
+        email
+    }
+
+    /// Logs in (asserting success) and returns the token pair.
+    pub async fn login_ok(&self, email: &str, password: &str) -> Login {
+        let response = self.login(email, password).await;
+        assert_eq!(response.status(), StatusCode::OK, "login of {email}");
+        login_from_body(email, response.json().await.expect("token response"))
+    }
+
+    /// A new user, logged in once.
+    pub async fn new_login(&self) -> Login {
+        let email = self.new_user().await;
+        self.login_ok(&email, PASSWORD).await
+    }
+
+    /// Refreshes (asserting success) and returns the new pair.
+    pub async fn refresh_ok(&self, login: &Login) -> Login {
+        let response = self.refresh(&login.refresh_token).await;
+        assert_eq!(response.status(), StatusCode::OK, "refresh");
+        login_from_body(&login.email, response.json().await.expect("token response"))
+    }
+
+    /// The session's stored generation (how many times it rotated).
+    pub async fn generation(&self, session_id: Uuid) -> i64 {
+        self.state
+            .store
+            .find_session(session_id)
+            .await
+            .expect("store answers")
+            .expect("session exists")
+            .generation
+    }
+
+    /// Makes this email an admin, as the `admin grant` subcommand does.
+    pub async fn make_admin(&self, email: &str) {
+        let found = self
+            .state
+            .store
+            .set_role(email, auth_api::auth::Role::Admin, chrono::Utc::now())
+            .await
+            .expect("store answers");
+        assert!(found);
+    }
+}
+
+pub fn login_from_body(email: &str, body: Value) -> Login {
+    let access_token = body["access_token"]
+        .as_str()
+        .expect("access_token")
+        .to_owned();
+    let claims = decode_claims(&access_token);
+    Login {
+        user_id: claims["sub"].as_str().unwrap().parse().unwrap(),
+        email: email.to_owned(),
+        access_token,
+        refresh_token: body["refresh_token"]
+            .as_str()
+            .expect("refresh_token")
+            .to_owned(),
+        session_id: body["session_id"].as_str().unwrap().parse().unwrap(),
+        body,
+    }
+}
+
+/// The claims of a JWT, read without verification (for assertions only).
+pub fn decode_claims(token: &str) -> Value {
+    decode_part(token, 1)
+}
+
+/// The header of a JWT, read without verification.
+pub fn decode_header(token: &str) -> Value {
+    decode_part(token, 0)
+}
+
+fn decode_part(token: &str, index: usize) -> Value {
+    use base64::Engine;
+    let part = token.split('.').nth(index).expect("a JWT part");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(part)
+        .expect("base64url");
+    serde_json::from_slice(&bytes).expect("JSON")
+}

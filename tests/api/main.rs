@@ -1,0 +1,16 @@
+//! The integration suite: one binary, one module per resource. Every test
+//! spawns the real application with a fresh database (see `helpers`).
+
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+
+mod admin;
+mod bearer;
+mod errors;
+mod health;
+mod helpers;
+mod login;
+mod logout;
+mod password;
+mod refresh;
+mod register;
+mod sessions;

@@ -1,0 +1,254 @@
+//! Refresh rotation, the reuse grace, reuse detection, races and lifetimes.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::Value;
+
+use crate::helpers::{assert_error, spawn_app, spawn_app_with};
+
+#[tokio::test]
+async fn refresh_rotates_the_refresh_token_and_issues_a_new_access_token() {
+    let app = spawn_app().await;
+    let login = app.new_login().await;
+    let response = app.refresh(&login.refresh_token).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["cache-control"], "no-store");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["token_type"], "Bearer");
+    assert_eq!(body["expires_in"], 900);
+    assert_eq!(body["session_id"], login.session_id.to_string());
+    assert_ne!(body["refresh_token"], login.refresh_token.as_str());
+    assert_ne!(body["access_token"], login.access_token.as_str());
+    assert_eq!(app.generation(login.session_id).await, 1);
+
+    let next = crate::helpers::login_from_body(&login.email, body);
+    assert_eq!(app.me(&next.access_token).await.status(), StatusCode::OK);
+    // The chain goes on.
+    let third = app.refresh_ok(&next).await;
+    assert_eq!(app.generation(login.session_id).await, 2);
+    assert_eq!(third.session_id, login.session_id);
+}
+
+#[tokio::test]
+async fn a_replay_of_the_parent_within_the_grace_returns_the_same_successor() {
+    let app = spawn_app().await;
+    let login = app.new_login().await;
+    let first = app.refresh_ok(&login).await;
+    let retry = app.refresh_ok(&login).await;
+    assert_eq!(
+        retry.refresh_token, first.refresh_token,
+        "the same refresh token"
+    );
+    assert_eq!(app.generation(login.session_id).await, 1, "rotated once");
+    assert_eq!(app.me(&retry.access_token).await.status(), StatusCode::OK);
+    // The successor is still the current token and rotates normally.
+    let next = app.refresh_ok(&first).await;
+    assert_ne!(next.refresh_token, first.refresh_token);
+    assert_eq!(app.generation(login.session_id).await, 2);
+}
+
+#[tokio::test]
+async fn a_replay_after_the_grace_revokes_the_whole_session() {
+    let app = spawn_app_with(&[("REFRESH_REUSE_GRACE", "1")]).await;
+    let login = app.new_login().await;
+    let successor = app.refresh_ok(&login).await;
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+
+    let replay = app.refresh(&login.refresh_token).await;
+    assert_error(replay, StatusCode::UNAUTHORIZED, "invalid_grant").await;
+    // The successor fails too, and so do the session's access tokens.
+    let response = app.refresh(&successor.refresh_token).await;
+    assert_error(response, StatusCode::UNAUTHORIZED, "invalid_grant").await;
+    let response = app.me(&successor.access_token).await;
+    assert_error(response, StatusCode::UNAUTHORIZED, "invalid_token").await;
+    let response = app.me(&login.access_token).await;
+    assert_error(response, StatusCode::UNAUTHORIZED, "invalid_token").await;
+    assert!(
+        app.state
+            .store
+            .find_session(login.session_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked_at
+            .is_some()
+    );
+}
+
+#[tokio::test]
+async fn a_replay_older_than_the_parent_revokes_the_session_even_within_the_grace() {
+    let app = spawn_app().await;
+    let g0 = app.new_login().await;
+    let g1 = app.refresh_ok(&g0).await;
+    let g2 = app.refresh_ok(&g1).await;
+
+    let replay = app.refresh(&g0.refresh_token).await;
+    assert_error(replay, StatusCode::UNAUTHORIZED, "invalid_grant").await;
+    let response = app.refresh(&g2.refresh_token).await;
+    assert_error(response, StatusCode::UNAUTHORIZED, "invalid_grant").await;
+    let response = app.me(&g2.access_token).await;
+    assert_error(response, StatusCode::UNAUTHORIZED, "invalid_token").await;
+}
+
+#[tokio::test]
+async fn reuse_detection_leaves_the_users_other_sessions_alone_and_a_new_login_works() {
+    let app = spawn_app_with(&[("REFRESH_REUSE_GRACE", "0")]).await;
+    let stolen = app.new_login().await;
+    let other = app.login_ok(&stolen.email, crate::helpers::PASSWORD).await;
+    app.refresh_ok(&stolen).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(
+        app.refresh(&stolen.refresh_token).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+
+    assert_eq!(app.me(&other.access_token).await.status(), StatusCode::OK);
+    app.refresh_ok(&other).await;
+    let again = app.login_ok(&stolen.email, crate::helpers::PASSWORD).await;
+    assert_eq!(app.me(&again.access_token).await.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn malformed_and_forged_refresh_tokens_are_refused_and_revoke_nothing() {
+    let app = spawn_app().await;
+    let login = app.new_login().await;
+    let token = login.refresh_token.clone();
+    let mut tampered = token.clone().into_bytes();
+    let last = tampered.len() - 1;
+    tampered[last] = if tampered[last] == b'A' { b'B' } else { b'A' };
+    let tampered = String::from_utf8(tampered).unwrap();
+    // A genuine-looking token for this very session, minted under another key.
+    let other_keys = auth_api::auth::Keyring::new(
+        &secrecy::SecretString::from("some-other-server-key-of-32-bytes-or-more".to_owned()),
+        &[],
+    );
+    let forged = auth_api::auth::refresh::mint(&other_keys, login.session_id, 0);
+    let forged_next = auth_api::auth::refresh::mint(&other_keys, login.session_id, 5);
+
+    for bad in [
+        "",
+        "x",
+        "not a token at all",
+        tampered.as_str(),
+        forged.as_str(),
+        forged_next.as_str(),
+        &token[..token.len() - 1],
+        &format!("{token}A"),
+        &"A".repeat(10_000),
+    ] {
+        let response = app.refresh(bad).await;
+        assert_error(response, StatusCode::UNAUTHORIZED, "invalid_grant").await;
+    }
+    // The real session is untouched: its token still rotates, its access token still works.
+    assert_eq!(app.me(&login.access_token).await.status(), StatusCode::OK);
+    app.refresh_ok(&login).await;
+}
+
+#[tokio::test]
+async fn racing_refreshes_with_one_token_all_succeed_with_one_successor() {
+    let app = spawn_app().await;
+    let login = app.new_login().await;
+    let responses =
+        futures::future::join_all((0..16).map(|_| app.refresh(&login.refresh_token))).await;
+    let mut successors = std::collections::HashSet::new();
+    for response in responses {
+        assert_eq!(response.status(), StatusCode::OK);
+        let body: Value = response.json().await.unwrap();
+        successors.insert(body["refresh_token"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(
+        successors.len(),
+        1,
+        "every caller got the same refresh token"
+    );
+    assert_eq!(
+        app.generation(login.session_id).await,
+        1,
+        "the session rotated exactly once"
+    );
+}
+
+#[tokio::test]
+async fn a_refresh_token_unused_for_the_idle_ttl_expires() {
+    let app = spawn_app_with(&[("REFRESH_TOKEN_TTL", "1")]).await;
+    let login = app.new_login().await;
+    assert_eq!(login.body["refresh_expires_in"], 1);
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    let response = app.refresh(&login.refresh_token).await;
+    assert_error(response, StatusCode::UNAUTHORIZED, "invalid_grant").await;
+}
+
+#[tokio::test]
+async fn each_rotation_starts_a_new_idle_period() {
+    let app = spawn_app_with(&[("REFRESH_TOKEN_TTL", "2")]).await;
+    let mut current = app.new_login().await;
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        current = app.refresh_ok(&current).await;
+    }
+}
+
+#[tokio::test]
+async fn a_session_ends_at_its_absolute_lifetime_whatever_the_rotations() {
+    let app = spawn_app_with(&[("SESSION_MAX_LIFETIME", "2"), ("REFRESH_TOKEN_TTL", "100")]).await;
+    let login = app.new_login().await;
+    // refresh_expires_in never promises more than the session has left.
+    assert!(login.body["refresh_expires_in"].as_u64().unwrap() <= 2);
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let next = app.refresh_ok(&login).await;
+    assert!(next.body["refresh_expires_in"].as_u64().unwrap() <= 1);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let response = app.refresh(&next.refresh_token).await;
+    assert_error(response, StatusCode::UNAUTHORIZED, "invalid_grant").await;
+}
+
+#[tokio::test]
+async fn the_database_never_holds_a_usable_refresh_token() {
+    let app = spawn_app().await;
+    let login = app.new_login().await;
+    let next = app.refresh_ok(&login).await;
+    // Every column of the session row, as text: none is (or contains) a token.
+    let session = app
+        .state
+        .store
+        .find_session(login.session_id)
+        .await
+        .unwrap()
+        .unwrap();
+    let row = format!("{session:?}");
+    for token in [&login.refresh_token, &next.refresh_token] {
+        assert!(!row.contains(token.as_str()));
+        assert!(!row.contains(&token[..20]));
+    }
+    // What the row does hold (id and generation) mints nothing without the server key.
+    let keys_of_a_thief = auth_api::auth::Keyring::new(
+        &secrecy::SecretString::from("a-thief-guessing-the-key-0123456789".to_owned()),
+        &[],
+    );
+    let guess = auth_api::auth::refresh::mint(&keys_of_a_thief, session.id, session.generation);
+    assert_eq!(app.refresh(&guess).await.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(app.generation(login.session_id).await, 1);
+}
+
+#[tokio::test]
+async fn refresh_tokens_issued_under_a_previous_key_still_refresh() {
+    let old = "the-previous-server-secret-0123456789";
+    let before = spawn_app_with(&[("JWT_SECRET", old)]).await;
+    let login = before.new_login().await;
+    // The same database, restarted with a new key and the old one as previous.
+    let after = spawn_app_with(&[
+        ("DATABASE_URL", before.config_database_url().as_str()),
+        ("JWT_SECRET", "the-new-server-secret-0123456789-abcdef"),
+        ("JWT_PREVIOUS_SECRETS", old),
+    ])
+    .await;
+    let next = after.refresh_ok(&login).await;
+    assert_eq!(after.me(&next.access_token).await.status(), StatusCode::OK);
+    assert_eq!(
+        crate::helpers::decode_header(&next.access_token)["kid"],
+        auth_api::auth::keys::key_id(b"the-new-server-secret-0123456789-abcdef")
+    );
+    // The old access token verifies on the new server too.
+    assert_eq!(after.me(&login.access_token).await.status(), StatusCode::OK);
+}
