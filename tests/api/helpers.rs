@@ -95,7 +95,8 @@ async fn fresh_database() -> (String, Option<tempfile::TempDir>) {
     match std::env::var("TEST_DATABASE_URL") {
         Ok(base) if base.starts_with("postgres") => {
             use sqlx::Connection;
-            let prefix = std::env::var("TEST_DATABASE_PREFIX").unwrap_or_else(|_| "authtest_".into());
+            let prefix =
+                std::env::var("TEST_DATABASE_PREFIX").unwrap_or_else(|_| "authtest_".into());
             let name = format!("{prefix}{}", Uuid::new_v4().simple());
             let mut conn = sqlx::PgConnection::connect(&base)
                 .await
