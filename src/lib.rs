@@ -12,6 +12,7 @@
 //! - [`error`]: [`error::ApiError`], the only place errors become HTTP answers;
 //! - [`store`]: users and sessions on SQLite or PostgreSQL; knows nothing of HTTP;
 //! - [`auth`]: keys, tokens, revocations, passwords; knows nothing of HTTP or storage;
+//! - [`limits`]: rate limits per client IP and per email;
 //! - [`cli`]: the command line (serve, migrate, admin).
 
 pub mod auth;
@@ -19,5 +20,6 @@ pub mod cli;
 pub mod config;
 pub mod error;
 pub mod http;
+pub mod limits;
 pub mod startup;
 pub mod store;

@@ -173,6 +173,7 @@ async fn build_state(config: &Config) -> anyhow::Result<AppState> {
         tokens,
         hasher,
         revocations,
+        limits: crate::limits::RateLimits::new(config.auth_rate_limit),
         sessions: config.sessions.clone(),
         trust_forwarded_for: config.trust_forwarded_for,
     })
@@ -212,6 +213,7 @@ fn spawn_housekeeping(state: Arc<AppState>) -> Vec<JoinHandle<()>> {
         loop {
             tick.tick().await;
             prune_state.revocations.prune(Utc::now());
+            prune_state.limits.forget_idle();
         }
     });
     let cleanup = tokio::spawn(async move {

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::extract::Authenticated;
+use super::extract::{Authenticated, ClientInfo};
 use super::tokens::SecretStringField;
 use super::{AppState, resource};
 use crate::auth::Role;
@@ -43,8 +43,10 @@ pub struct UserResponse {
 /// Create an account. The email is stored trimmed and lowercased.
 pub async fn register(
     state: web::Data<AppState>,
+    client: ClientInfo,
     body: web::Json<RegisterRequest>,
 ) -> Result<HttpResponse, ApiError> {
+    state.limits.check_ip(client.ip)?;
     let body = body.into_inner();
     let email = normalize_email(&body.email).ok_or(ApiError::InvalidEmail)?;
     check_password_policy(body.password.0.expose_secret())?;
@@ -93,8 +95,10 @@ pub struct ChangePasswordRequest {
 pub async fn change_password(
     state: web::Data<AppState>,
     caller: Authenticated,
+    client: ClientInfo,
     body: web::Json<ChangePasswordRequest>,
 ) -> Result<HttpResponse, ApiError> {
+    state.limits.check_ip(client.ip)?;
     let body = body.into_inner();
     let claims = caller.0;
     let user = state.store.find_user(claims.sub).await?;

@@ -16,6 +16,7 @@ use actix_web::{HttpResponse, web};
 use crate::auth::{AccessTokens, PasswordHasher, RevocationSet};
 use crate::config::SessionConfig;
 use crate::error::ApiError;
+use crate::limits::{RateLimits, RetryAfter};
 use crate::store::Store;
 
 /// What every handler may use. Built once at start, shared by all workers.
@@ -25,8 +26,15 @@ pub struct AppState {
     pub tokens: AccessTokens,
     pub hasher: Arc<PasswordHasher>,
     pub revocations: Arc<RevocationSet>,
+    pub limits: RateLimits,
     pub sessions: SessionConfig,
     pub trust_forwarded_for: bool,
+}
+
+impl From<RetryAfter> for ApiError {
+    fn from(RetryAfter(retry_after): RetryAfter) -> Self {
+        ApiError::TooManyRequests { retry_after }
+    }
 }
 
 /// Every route of the API.

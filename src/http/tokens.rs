@@ -109,6 +109,7 @@ pub async fn login(
     client: ClientInfo,
     body: web::Json<LoginRequest>,
 ) -> Result<HttpResponse, ApiError> {
+    state.limits.check_ip(client.ip)?;
     let body = body.into_inner();
     let device_name = match body.device_name.map(|d| d.trim().to_owned()) {
         Some(d) if d.chars().count() > MAX_DEVICE_NAME_CHARS => {
@@ -124,6 +125,13 @@ pub async fn login(
     // and get the same answer, so neither the body nor the timing tells which
     // emails have accounts.
     let email = normalize_email(&body.email);
+    let limit_key = email
+        .clone()
+        .unwrap_or_else(|| body.email.trim().to_lowercase());
+    if let Err(retry) = state.limits.check_email(&limit_key) {
+        log::warn!("audit: login refused, too many attempts for one email");
+        return Err(retry.into());
+    }
     let user = match &email {
         Some(email) => state.store.find_user_by_email(email).await?,
         None => None,

@@ -8,6 +8,7 @@ mod bearer;
 mod errors;
 mod health;
 mod helpers;
+mod limits;
 mod login;
 mod logout;
 mod password;
