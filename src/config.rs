@@ -72,6 +72,8 @@ pub struct SessionConfig {
     pub reuse_grace: Duration,
     /// Ended sessions are deleted this long after they end.
     pub retention: Duration,
+    /// How often the housekeeping task deletes a batch of ended sessions.
+    pub cleanup_interval: Duration,
 }
 
 /// Bounds on the password hasher (argon2id is ~19 MiB and tens of ms per hash).
@@ -164,6 +166,7 @@ impl Config {
             max_lifetime: seconds("SESSION_MAX_LIFETIME", 7_776_000, 1)?,
             reuse_grace: seconds("REFRESH_REUSE_GRACE", 10, 0)?,
             retention: seconds("SESSION_RETENTION", 7 * 86_400, 0)?,
+            cleanup_interval: seconds("SESSION_CLEANUP_INTERVAL", 60, 1)?,
         };
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let passwords = PasswordConfig {

@@ -25,8 +25,7 @@ use crate::store::{PoolSettings, Store};
 
 /// How often expired revocations are pruned from memory.
 const PRUNE_EVERY: Duration = Duration::from_secs(30);
-/// How often ended sessions are deleted, and how many at most per tick.
-const CLEANUP_EVERY: Duration = Duration::from_secs(60);
+/// How many ended sessions one housekeeping tick deletes at most.
 const CLEANUP_BATCH: i64 = 1000;
 /// In-flight requests get this long to finish on shutdown.
 const SHUTDOWN_TIMEOUT_SECS: u64 = 20;
@@ -217,7 +216,7 @@ fn spawn_housekeeping(state: Arc<AppState>) -> Vec<JoinHandle<()>> {
         }
     });
     let cleanup = tokio::spawn(async move {
-        let mut tick = tokio::time::interval(CLEANUP_EVERY);
+        let mut tick = tokio::time::interval(state.sessions.cleanup_interval);
         loop {
             tick.tick().await;
             let retention = chrono::Duration::from_std(state.sessions.retention)

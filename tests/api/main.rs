@@ -5,9 +5,11 @@
 
 mod admin;
 mod bearer;
+mod cli;
 mod errors;
 mod health;
 mod helpers;
+mod housekeeping;
 mod limits;
 mod login;
 mod logout;

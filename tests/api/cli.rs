@@ -1,0 +1,176 @@
+//! The binary itself: first start with nothing set up, configuration errors,
+//! and the admin subcommand.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use reqwest::StatusCode;
+
+use crate::helpers::{PASSWORD, decode_claims, spawn_app_with};
+
+const BIN: &str = env!("CARGO_BIN_EXE_auth-api");
+
+/// The binary with a clean environment (no inherited configuration), in `dir`.
+fn command(dir: &Path) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.current_dir(dir)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default());
+    cmd
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Starts the server in `dir` with no configuration but a port, waits for
+/// `/healthz`, stops it, and returns what it logged.
+async fn start_and_stop(dir: &Path) -> String {
+    let port = free_port();
+    let mut child = command(dir)
+        .env("BIND_ADDR", format!("127.0.0.1:{port}"))
+        .env("HTTP_WORKERS", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let client = reqwest::Client::new();
+    let mut up = false;
+    for _ in 0..100 {
+        if let Ok(r) = client
+            .get(format!("http://127.0.0.1:{port}/healthz"))
+            .send()
+            .await
+        {
+            up = r.status() == StatusCode::OK;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // SIGTERM: a graceful stop.
+    Command::new("kill")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    let output = tokio::task::spawn_blocking(move || {
+        let _ = child.wait();
+        let mut err = String::new();
+        std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+        err
+    })
+    .await
+    .unwrap();
+    assert!(up, "the server answered /healthz; it logged:\n{output}");
+    output
+}
+
+#[tokio::test]
+async fn the_first_start_creates_the_database_and_a_private_key_and_warns_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = start_and_stop(dir.path()).await;
+    assert!(dir.path().join("data/auth.db").exists());
+    let key_file = dir.path().join("data/jwt_secret");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&key_file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let key = std::fs::read_to_string(&key_file).unwrap();
+    assert!(key.trim().len() >= 32);
+    assert_eq!(first.matches("JWT_SECRET is not set").count(), 1, "{first}");
+    assert!(!first.contains(key.trim()), "the key is never logged");
+
+    let second = start_and_stop(dir.path()).await;
+    assert!(!second.contains("JWT_SECRET is not set"), "{second}");
+    assert_eq!(
+        std::fs::read_to_string(&key_file).unwrap(),
+        key,
+        "the key is kept"
+    );
+}
+
+#[test]
+fn a_short_jwt_secret_stops_the_start_naming_the_variable_not_the_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = command(dir.path())
+        .env("JWT_SECRET", "shortsecret123")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("JWT_SECRET"), "{stderr}");
+    assert!(!stderr.contains("shortsecret123"), "{stderr}");
+    assert!(!dir.path().join("data").exists(), "nothing was created");
+}
+
+#[test]
+fn a_bad_setting_stops_the_start_naming_the_variable() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = command(dir.path())
+        .env("ACCESS_TOKEN_TTL", "fifteen minutes")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("ACCESS_TOKEN_TTL"));
+}
+
+#[test]
+fn help_lists_the_subcommands() {
+    let output = Command::new(BIN).arg("--help").output().unwrap();
+    assert!(output.status.success());
+    let text = String::from_utf8_lossy(&output.stdout);
+    for word in ["serve", "migrate", "admin"] {
+        assert!(text.contains(word), "{text}");
+    }
+}
+
+#[tokio::test]
+async fn admin_grant_gives_the_role_at_the_next_token_and_revoke_takes_it_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/auth.db", dir.path().display());
+    let app = spawn_app_with(&[("DATABASE_URL", url.as_str())]).await;
+    let email = app.new_user().await;
+    let before = app.login_ok(&email, PASSWORD).await;
+
+    let run = |args: &[&str]| {
+        command(dir.path())
+            .env("DATABASE_URL", &url)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let output = run(&["admin", "grant", &email.to_uppercase()]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let after = app.refresh_ok(&before).await;
+    assert_eq!(decode_claims(&after.access_token)["role"], "admin");
+
+    let output = run(&["admin", "revoke", &email]);
+    assert!(output.status.success());
+    let demoted = app.refresh_ok(&after).await;
+    assert_eq!(decode_claims(&demoted.access_token)["role"], "user");
+
+    let output = run(&["admin", "grant", "nobody@example.com"]);
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("no account"));
+}
+
+#[test]
+fn migrate_applies_the_migrations_and_exits() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = command(dir.path()).arg("migrate").output().unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(dir.path().join("data/auth.db").exists());
+}
