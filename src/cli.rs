@@ -24,6 +24,9 @@ pub enum Command {
     Serve,
     /// Apply the database migrations and exit.
     Migrate,
+    /// Print the OpenAPI document (regenerate the committed copy with
+    /// `cargo run --release -- openapi > openapi/openapi.json`).
+    Openapi,
     /// Grant or remove the admin role. Takes effect at the user's next token.
     Admin {
         #[command(subcommand)]

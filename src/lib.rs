@@ -12,6 +12,7 @@
 //! - [`error`]: [`error::ApiError`], the only place errors become HTTP answers;
 //! - [`store`]: users and sessions on SQLite or PostgreSQL; knows nothing of HTTP;
 //! - [`auth`]: keys, tokens, revocations, passwords; knows nothing of HTTP or storage;
+//! - [`openapi`]: the OpenAPI document, collected from the handlers;
 //! - [`limits`]: rate limits per client IP and per email;
 //! - [`cli`]: the command line (serve, migrate, admin).
 
@@ -21,5 +22,6 @@ pub mod config;
 pub mod error;
 pub mod http;
 pub mod limits;
+pub mod openapi;
 pub mod startup;
 pub mod store;

@@ -11,6 +11,11 @@ use clap::Parser;
 #[actix_web::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Printing the document needs no configuration, database or key.
+    if let Some(Command::Openapi) = cli.command {
+        print!("{}", auth_api::openapi::document_json());
+        return ExitCode::SUCCESS;
+    }
     // A missing .env is normal; a broken one is reported but not fatal.
     if let Err(e) = dotenvy::dotenv()
         && !e.not_found()
@@ -31,6 +36,7 @@ async fn main() -> ExitCode {
         Command::Serve => serve(config).await,
         Command::Migrate => cli::migrate(&config).await,
         Command::Admin { action } => cli::admin(&config, &action).await,
+        Command::Openapi => unreachable!("handled before the configuration is read"),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

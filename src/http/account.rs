@@ -12,7 +12,7 @@ use super::tokens::SecretStringField;
 use super::{AppState, resource};
 use crate::auth::Role;
 use crate::auth::credentials::{check_password_policy, normalize_email};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/register", "POST").route(web::post().to(register)))
@@ -41,6 +41,22 @@ pub struct UserResponse {
 }
 
 /// Create an account. The email is stored trimmed and lowercased.
+#[utoipa::path(
+    post,
+    path = "/register",
+    tag = "account",
+    request_body = RegisterRequest,
+    responses(
+        (status = 201, description = "The account is created", body = UserResponse),
+        (status = 400, description = "Malformed JSON, or a missing or mistyped field", body = ErrorBody, example = json!({"error": "invalid_request", "message": "Malformed JSON, or a missing or mistyped field"})),
+        (status = 409, description = "This email is already registered", body = ErrorBody, example = json!({"error": "email_taken", "message": "This email is already registered"})),
+        (status = 413, description = "The body is over 16 KiB", body = ErrorBody, example = json!({"error": "payload_too_large", "message": "The body is over 16 KiB"})),
+        (status = 415, description = "The body is not application/json", body = ErrorBody, example = json!({"error": "unsupported_media_type", "message": "The body is not application/json"})),
+        (status = 422, description = "invalid_email (not local@domain, over 254 bytes) or weak_password (under 8 characters, over 1024 bytes, or common)", body = ErrorBody, example = json!({"error": "weak_password", "message": "the password is too common; choose another one"})),
+        (status = 429, description = "Too many requests; retry after Retry-After seconds", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait before retrying")), example = json!({"error": "too_many_requests", "message": "Too many requests; retry after Retry-After seconds"})),
+        (status = 503, description = "The password hasher queue is full or the database is unreachable", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait before retrying")), example = json!({"error": "unavailable", "message": "The password hasher queue is full or the database is unreachable"})),
+    )
+)]
 pub async fn register(
     state: web::Data<AppState>,
     client: ClientInfo,
@@ -72,6 +88,16 @@ pub struct MeResponse {
     pub expires_at: DateTime<Utc>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/me",
+    tag = "account",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The caller, from the access token alone", body = MeResponse),
+        (status = 401, description = "Missing, malformed, expired, revoked or wrongly-signed access token (RFC 6750 challenge in WWW-Authenticate)", body = ErrorBody, headers(("WWW-Authenticate" = String, description = "Bearer challenge, with error=\"invalid_token\" when a token was sent")), example = json!({"error": "invalid_token", "message": "the token has expired"})),
+    )
+)]
 pub async fn me(caller: Authenticated) -> HttpResponse {
     let claims = caller.0;
     HttpResponse::Ok().json(MeResponse {
@@ -92,6 +118,23 @@ pub struct ChangePasswordRequest {
 
 /// Change the password: every other session of the user is revoked; the
 /// caller's session keeps working.
+#[utoipa::path(
+    post,
+    path = "/password",
+    tag = "account",
+    security(("bearer" = [])),
+    request_body = ChangePasswordRequest,
+    responses(
+        (status = 204, description = "Changed; every other session is revoked"),
+        (status = 400, description = "Malformed JSON, or a missing or mistyped field", body = ErrorBody, example = json!({"error": "invalid_request", "message": "Malformed JSON, or a missing or mistyped field"})),
+        (status = 401, description = "invalid_credentials (the current password is wrong), or a Bearer failure (missing_token, invalid_token)", body = ErrorBody, example = json!({"error": "invalid_credentials", "message": "the email or password is wrong"})),
+        (status = 413, description = "The body is over 16 KiB", body = ErrorBody, example = json!({"error": "payload_too_large", "message": "The body is over 16 KiB"})),
+        (status = 415, description = "The body is not application/json", body = ErrorBody, example = json!({"error": "unsupported_media_type", "message": "The body is not application/json"})),
+        (status = 422, description = "The new password is too short, too long or too common", body = ErrorBody, example = json!({"error": "weak_password", "message": "The new password is too short, too long or too common"})),
+        (status = 429, description = "Too many requests; retry after Retry-After seconds", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait before retrying")), example = json!({"error": "too_many_requests", "message": "Too many requests; retry after Retry-After seconds"})),
+        (status = 503, description = "The password hasher queue is full or the database is unreachable", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait before retrying")), example = json!({"error": "unavailable", "message": "The password hasher queue is full or the database is unreachable"})),
+    )
+)]
 pub async fn change_password(
     state: web::Data<AppState>,
     caller: Authenticated,

@@ -4,6 +4,7 @@
 
 pub mod account;
 pub mod admin;
+pub mod docs;
 pub mod extract;
 pub mod health;
 pub mod sessions;
@@ -44,6 +45,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     sessions::routes(cfg);
     admin::routes(cfg);
     health::routes(cfg);
+    docs::routes(cfg);
 }
 
 /// A resource that answers `405` with `Allow` (and a JSON body) for any method

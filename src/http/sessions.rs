@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use super::extract::Authenticated;
 use super::{AppState, resource};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/sessions", "GET").route(web::get().to(list_sessions)))
@@ -37,6 +37,17 @@ pub struct SessionList {
 }
 
 /// The caller's active sessions, newest first.
+#[utoipa::path(
+    get,
+    path = "/sessions",
+    tag = "sessions",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Active sessions only (not revoked, not expired)", body = SessionList),
+        (status = 401, description = "Missing, malformed, expired, revoked or wrongly-signed access token (RFC 6750 challenge in WWW-Authenticate)", body = ErrorBody, headers(("WWW-Authenticate" = String, description = "Bearer challenge, with error=\"invalid_token\" when a token was sent")), example = json!({"error": "invalid_token", "message": "the token has expired"})),
+        (status = 503, description = "The database is unreachable", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait before retrying")), example = json!({"error": "unavailable", "message": "The database is unreachable"})),
+    )
+)]
 pub async fn list_sessions(
     state: web::Data<AppState>,
     caller: Authenticated,
@@ -61,6 +72,19 @@ pub async fn list_sessions(
 
 /// Sign out one of the caller's sessions. Anything that is not an active
 /// session of the caller (someone else's, unknown, already revoked) is `404`.
+#[utoipa::path(
+    delete,
+    path = "/sessions/{id}",
+    tag = "sessions",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "The session id")),
+    responses(
+        (status = 204, description = "The session is revoked"),
+        (status = 401, description = "Missing, malformed, expired, revoked or wrongly-signed access token (RFC 6750 challenge in WWW-Authenticate)", body = ErrorBody, headers(("WWW-Authenticate" = String, description = "Bearer challenge, with error=\"invalid_token\" when a token was sent")), example = json!({"error": "invalid_token", "message": "the token has expired"})),
+        (status = 404, description = "Not an active session of the caller", body = ErrorBody, example = json!({"error": "not_found", "message": "Not an active session of the caller"})),
+        (status = 503, description = "The database is unreachable", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait before retrying")), example = json!({"error": "unavailable", "message": "The database is unreachable"})),
+    )
+)]
 pub async fn delete_session(
     state: web::Data<AppState>,
     caller: Authenticated,

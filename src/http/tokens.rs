@@ -17,7 +17,7 @@ use super::{AppState, resource};
 use crate::auth::Role;
 use crate::auth::credentials::normalize_email;
 use crate::auth::refresh::{self, RefreshDecision};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::store::{NewSession, Session};
 
 /// Longest `device_name` accepted, in characters.
@@ -53,7 +53,7 @@ pub struct RefreshRequest {
     pub refresh_token: SecretStringField,
 }
 
-/// The answer of `/login` and `/refresh` (API.md, "Token response").
+/// The answer of `/login` and `/refresh`.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct TokenResponse {
     /// The HS256 access token, for `Authorization: Bearer`.
@@ -104,6 +104,24 @@ fn add(now: DateTime<Utc>, duration: std::time::Duration) -> DateTime<Utc> {
 }
 
 /// Sign in: check the password, start a session, answer the token pair.
+///
+/// An unknown email, a malformed email and a wrong password all get the same
+/// `401 invalid_credentials`, after the same amount of work.
+#[utoipa::path(
+    post,
+    path = "/login",
+    tag = "tokens",
+    request_body = LoginRequest,
+    responses(
+        (status = 200, description = "Signed in: a new session and its token pair", body = TokenResponse, headers(("Cache-Control" = String, description = "no-store"))),
+        (status = 400, description = "Malformed JSON, or a missing or mistyped field", body = ErrorBody, example = json!({"error": "invalid_request", "message": "Malformed JSON, or a missing or mistyped field"})),
+        (status = 401, description = "The email or password is wrong", body = ErrorBody, example = json!({"error": "invalid_credentials", "message": "The email or password is wrong"})),
+        (status = 413, description = "The body is over 16 KiB", body = ErrorBody, example = json!({"error": "payload_too_large", "message": "The body is over 16 KiB"})),
+        (status = 415, description = "The body is not application/json", body = ErrorBody, example = json!({"error": "unsupported_media_type", "message": "The body is not application/json"})),
+        (status = 429, description = "Too many requests; retry after Retry-After seconds", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait before retrying")), example = json!({"error": "too_many_requests", "message": "Too many requests; retry after Retry-After seconds"})),
+        (status = 503, description = "The password hasher queue is full or the database is unreachable", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait before retrying")), example = json!({"error": "unavailable", "message": "The password hasher queue is full or the database is unreachable"})),
+    )
+)]
 pub async fn login(
     state: web::Data<AppState>,
     client: ClientInfo,
@@ -180,7 +198,25 @@ pub async fn login(
     )
 }
 
-/// Rotate: spend the refresh token, answer a new pair (see API.md, "Reuse").
+/// Rotate: spend the refresh token, answer a new pair.
+///
+/// Sending the same refresh token again within the reuse grace (10 s by
+/// default) returns the same new refresh token; any other replay of a spent
+/// token revokes the whole session.
+#[utoipa::path(
+    post,
+    path = "/refresh",
+    tag = "tokens",
+    request_body = RefreshRequest,
+    responses(
+        (status = 200, description = "The new token pair", body = TokenResponse, headers(("Cache-Control" = String, description = "no-store"))),
+        (status = 400, description = "Malformed JSON, or a missing or mistyped field", body = ErrorBody, example = json!({"error": "invalid_request", "message": "Malformed JSON, or a missing or mistyped field"})),
+        (status = 401, description = "The refresh token is unknown, expired, revoked or reused: sign in again", body = ErrorBody, example = json!({"error": "invalid_grant", "message": "The refresh token is unknown, expired, revoked or reused: sign in again"})),
+        (status = 413, description = "The body is over 16 KiB", body = ErrorBody, example = json!({"error": "payload_too_large", "message": "The body is over 16 KiB"})),
+        (status = 415, description = "The body is not application/json", body = ErrorBody, example = json!({"error": "unsupported_media_type", "message": "The body is not application/json"})),
+        (status = 503, description = "The database is unreachable", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait before retrying")), example = json!({"error": "unavailable", "message": "The database is unreachable"})),
+    )
+)]
 pub async fn refresh(
     state: web::Data<AppState>,
     body: web::Json<RefreshRequest>,
@@ -274,6 +310,19 @@ async fn revoke_for_reuse(
 
 /// Sign out one session with its refresh token (current or spent). Unknown or
 /// already revoked tokens also answer `204`: logout is idempotent.
+#[utoipa::path(
+    post,
+    path = "/logout",
+    tag = "tokens",
+    request_body = RefreshRequest,
+    responses(
+        (status = 204, description = "The session is revoked (or the token was unknown)"),
+        (status = 400, description = "Malformed JSON, or a missing or mistyped field", body = ErrorBody, example = json!({"error": "invalid_request", "message": "Malformed JSON, or a missing or mistyped field"})),
+        (status = 413, description = "The body is over 16 KiB", body = ErrorBody, example = json!({"error": "payload_too_large", "message": "The body is over 16 KiB"})),
+        (status = 415, description = "The body is not application/json", body = ErrorBody, example = json!({"error": "unsupported_media_type", "message": "The body is not application/json"})),
+        (status = 503, description = "The database is unreachable", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait before retrying")), example = json!({"error": "unavailable", "message": "The database is unreachable"})),
+    )
+)]
 pub async fn logout(
     state: web::Data<AppState>,
     body: web::Json<RefreshRequest>,
@@ -295,6 +344,17 @@ pub async fn logout(
 }
 
 /// Sign out every session of the caller, the caller's included.
+#[utoipa::path(
+    post,
+    path = "/logout-all",
+    tag = "tokens",
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Every session of the user is revoked"),
+        (status = 401, description = "Missing, malformed, expired, revoked or wrongly-signed access token (RFC 6750 challenge in WWW-Authenticate)", body = ErrorBody, headers(("WWW-Authenticate" = String, description = "Bearer challenge, with error=\"invalid_token\" when a token was sent")), example = json!({"error": "invalid_token", "message": "the token has expired"})),
+        (status = 503, description = "The database is unreachable", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait before retrying")), example = json!({"error": "unavailable", "message": "The database is unreachable"})),
+    )
+)]
 pub async fn logout_all(
     state: web::Data<AppState>,
     caller: Authenticated,

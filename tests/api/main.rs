@@ -6,6 +6,7 @@
 mod admin;
 mod bearer;
 mod cli;
+mod docs;
 mod errors;
 mod health;
 mod helpers;
