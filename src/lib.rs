@@ -13,6 +13,7 @@
 //! - [`store`]: users and sessions on SQLite or PostgreSQL; knows nothing of HTTP;
 //! - [`auth`]: keys, tokens, revocations, passwords; knows nothing of HTTP or storage;
 //! - [`openapi`]: the OpenAPI document, collected from the handlers;
+//! - [`revocation_sync`]: revocations pushed between instances (PostgreSQL LISTEN/NOTIFY);
 //! - [`limits`]: rate limits per client IP and per email;
 //! - [`cli`]: the command line (serve, migrate, admin).
 
@@ -23,5 +24,6 @@ pub mod error;
 pub mod http;
 pub mod limits;
 pub mod openapi;
+pub mod revocation_sync;
 pub mod startup;
 pub mod store;

@@ -61,7 +61,7 @@ impl Application {
     ) -> anyhow::Result<Self> {
         let state = web::Data::new(build_state(&config).await?);
         let port = listener.local_addr()?.port();
-        let tasks = spawn_housekeeping(state.clone().into_inner());
+        let tasks = spawn_housekeeping(state.clone().into_inner(), revocation_memory(&config));
 
         let server_state = state.clone();
         let workers = config.http_workers;
@@ -141,15 +141,11 @@ async fn build_state(config: &Config) -> anyhow::Result<AppState> {
 
     // A revoked session's access tokens stay refused across a restart: reload
     // every revocation whose tokens may still be unexpired.
-    let keep_for = config.jwt.access_ttl + config.jwt.leeway + Duration::from_secs(5);
+    let keep_for = revocation_memory(config);
     let revocations = Arc::new(RevocationSet::new(keep_for));
-    let now = Utc::now();
-    let since = now - chrono::Duration::from_std(keep_for).unwrap_or(chrono::Duration::MAX);
-    let recent = store
-        .revoked_since(since)
+    crate::revocation_sync::reload(&store, &revocations, keep_for)
         .await
         .context("cannot load recent revocations")?;
-    revocations.insert_many(&recent, now);
 
     crate::auth::credentials::preload_common_passwords();
     let hasher = Arc::new(PasswordHasher::new(
@@ -178,6 +174,12 @@ async fn build_state(config: &Config) -> anyhow::Result<AppState> {
     })
 }
 
+/// How long a revocation must be remembered: as long as an access token of
+/// the session can still verify (lifetime plus leeway), with a small margin.
+fn revocation_memory(config: &Config) -> Duration {
+    config.jwt.access_ttl + config.jwt.leeway + Duration::from_secs(5)
+}
+
 /// `JWT_SECRET`, or the key file in the data folder (created on first start).
 fn resolve_secret(config: &Config) -> anyhow::Result<SecretString> {
     if let Some(secret) = &config.jwt.secret {
@@ -203,9 +205,20 @@ fn resolve_secret(config: &Config) -> anyhow::Result<SecretString> {
     Ok(secret)
 }
 
-/// Periodic work: forget revocations whose tokens expired; delete sessions
-/// that ended more than the retention period ago, a bounded batch per tick.
-fn spawn_housekeeping(state: Arc<AppState>) -> Vec<JoinHandle<()>> {
+/// Background work: the revocation feed from other instances; forgetting
+/// revocations whose tokens expired; deleting sessions that ended more than
+/// the retention period ago, a bounded batch per tick.
+fn spawn_housekeeping(state: Arc<AppState>, keep_revocations_for: Duration) -> Vec<JoinHandle<()>> {
+    let feed = tokio::spawn(crate::revocation_sync::run(
+        state.store.clone(),
+        state.revocations.clone(),
+        keep_revocations_for,
+    ));
+    let reload = tokio::spawn(crate::revocation_sync::reload_periodically(
+        state.store.clone(),
+        state.revocations.clone(),
+        keep_revocations_for,
+    ));
     let prune_state = state.clone();
     let prune = tokio::spawn(async move {
         let mut tick = tokio::time::interval(PRUNE_EVERY);
@@ -233,7 +246,7 @@ fn spawn_housekeeping(state: Arc<AppState>) -> Vec<JoinHandle<()>> {
             }
         }
     });
-    vec![prune, cleanup]
+    vec![feed, reload, prune, cleanup]
 }
 
 /// One line per request: client, method, route pattern, status, size and time.

@@ -134,6 +134,29 @@ pub struct NewSession {
     pub expires_at: DateTime<Utc>,
 }
 
+/// A live subscription to the revocations of every instance.
+#[derive(Debug)]
+pub struct RevocationFeed {
+    listener: sqlx::postgres::PgListener,
+}
+
+impl RevocationFeed {
+    /// The next revocation (session id, when). `Ok(None)` when the connection
+    /// was lost: notifications may have been missed, so the caller should
+    /// subscribe again and reload recent revocations.
+    pub async fn next(&mut self) -> Result<Option<(Uuid, DateTime<Utc>)>, StoreError> {
+        loop {
+            match self.listener.try_recv().await? {
+                None => return Ok(None),
+                Some(notification) => match postgres::parse_revocation(notification.payload()) {
+                    Some(revocation) => return Ok(Some(revocation)),
+                    None => log::warn!("ignoring a malformed revocation notification"),
+                },
+            }
+        }
+    }
+}
+
 /// Pool limits.
 #[derive(Debug, Clone)]
 pub struct PoolSettings {
@@ -202,18 +225,26 @@ impl Store {
         }
     }
 
-    /// The PostgreSQL pool, when that is the backend (for LISTEN/NOTIFY).
-    pub fn postgres_pool(&self) -> Option<&sqlx::PgPool> {
-        match &self.backend {
-            Backend::Postgres(pool) => Some(pool),
-            Backend::Sqlite(_) => None,
-        }
+    /// Subscribes to revocations made by any instance (PostgreSQL only: SQLite
+    /// is one process, which records its own). `Ok(None)` on SQLite.
+    pub async fn subscribe_revocations(&self) -> Result<Option<RevocationFeed>, StoreError> {
+        let Backend::Postgres(pool) = &self.backend else {
+            return Ok(None);
+        };
+        let mut listener = sqlx::postgres::PgListener::connect_with(pool).await?;
+        listener.listen(postgres::REVOCATION_CHANNEL).await?;
+        Ok(Some(RevocationFeed { listener }))
     }
 
     /// One round trip: does the database answer?
     pub async fn ping(&self) -> Result<(), StoreError> {
         on_pool!(self, pool => sqlx::query("SELECT 1").execute(pool).await.map(|_| ()))?;
         Ok(())
+    }
+
+    /// Whether [`Store::close`] was called.
+    pub fn is_closed(&self) -> bool {
+        on_pool!(self, pool => pool.is_closed())
     }
 
     /// Closes every connection (graceful shutdown).

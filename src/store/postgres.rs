@@ -27,3 +27,31 @@ pub(super) async fn connect(
 pub(super) fn is_unavailable_code(code: &str) -> bool {
     code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03" | "53300")
 }
+
+/// The channel the `sessions_revoked_notify` trigger notifies (migration 0002).
+pub(super) const REVOCATION_CHANNEL: &str = "auth_session_revoked";
+
+/// Parses a trigger payload: `"<session uuid> <revoked_at in unix ms>"`.
+pub(super) fn parse_revocation(
+    payload: &str,
+) -> Option<(uuid::Uuid, chrono::DateTime<chrono::Utc>)> {
+    let (id, millis) = payload.split_once(' ')?;
+    let id = id.parse().ok()?;
+    let at = chrono::DateTime::from_timestamp_millis(millis.parse().ok()?)?;
+    Some((id, at))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trigger_payloads_parse() {
+        let (id, at) =
+            parse_revocation("6f1c1f0e-8a61-4a8e-9b1e-2f4f5d1c0a11 1795767451123").unwrap();
+        assert_eq!(id.to_string(), "6f1c1f0e-8a61-4a8e-9b1e-2f4f5d1c0a11");
+        assert_eq!(at.timestamp_millis(), 1_795_767_451_123);
+        assert!(parse_revocation("garbage").is_none());
+        assert!(parse_revocation("6f1c1f0e-8a61-4a8e-9b1e-2f4f5d1c0a11 soon").is_none());
+    }
+}

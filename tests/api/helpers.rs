@@ -94,23 +94,7 @@ pub async fn spawn_app_with(vars: &[(&str, &str)]) -> TestApp {
 async fn fresh_database() -> (String, Option<tempfile::TempDir>) {
     match std::env::var("TEST_DATABASE_URL") {
         Ok(base) if base.starts_with("postgres") => {
-            use sqlx::Connection;
-            let prefix =
-                std::env::var("TEST_DATABASE_PREFIX").unwrap_or_else(|_| "authtest_".into());
-            let name = format!("{prefix}{}", Uuid::new_v4().simple());
-            let mut conn = sqlx::PgConnection::connect(&base)
-                .await
-                .expect("TEST_DATABASE_URL reachable");
-            sqlx::query(&format!("CREATE DATABASE {name}"))
-                .execute(&mut conn)
-                .await
-                .expect("create a test database");
-            let _ = conn.close().await;
-            let url = match base.rsplit_once('/') {
-                Some((server, _db)) => format!("{server}/{name}"),
-                None => panic!("TEST_DATABASE_URL must end with /database"),
-            };
-            (url, None)
+            (crate::support::fresh_postgres_database(&base).await, None)
         }
         _ => {
             let dir = tempfile::tempdir().expect("a temp folder");

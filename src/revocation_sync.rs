@@ -1,0 +1,105 @@
+//! Keeps this instance's revocation set in step with every other instance's.
+//!
+//! On PostgreSQL, a trigger notifies each session revocation as its
+//! transaction commits; this task listens and records them in memory, so a
+//! revocation made on one instance reaches the Bearer check of every other
+//! within milliseconds, still with no database read per request.
+//!
+//! Notifications are not stored: any sent while the connection was down are
+//! lost. So every (re)subscription is followed by a reload of the revocations
+//! recent enough to matter, in that order (listen first, then read), so nothing
+//! committed in between can slip through. A periodic reload bounds the damage
+//! of a connection that dies silently.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+
+use crate::auth::RevocationSet;
+use crate::store::{Store, StoreError};
+
+/// Wait between reconnection attempts while the database is away.
+const RETRY_EVERY: Duration = Duration::from_secs(1);
+/// A full reload now and then, whatever the notifications say.
+const RELOAD_EVERY: Duration = Duration::from_secs(30);
+
+/// Loads every revocation young enough that its access tokens may still be valid.
+pub async fn reload(
+    store: &Store,
+    revocations: &RevocationSet,
+    keep_for: Duration,
+) -> Result<usize, StoreError> {
+    let now = Utc::now();
+    let since = now - chrono::Duration::from_std(keep_for).unwrap_or(chrono::Duration::MAX);
+    let recent = store.revoked_since(since).await?;
+    revocations.insert_many(&recent, now);
+    Ok(recent.len())
+}
+
+/// Runs until the store is closed: subscribe, reload, apply notifications;
+/// on any loss, start over. Does nothing on SQLite.
+pub async fn run(store: Store, revocations: Arc<RevocationSet>, keep_for: Duration) {
+    let mut was_down = false;
+    loop {
+        let mut feed = match store.subscribe_revocations().await {
+            Ok(Some(feed)) => feed,
+            Ok(None) => return,
+            Err(_) if store.is_closed() => return,
+            Err(e) => {
+                if !was_down {
+                    log::warn!("revocation feed: cannot subscribe, retrying: {e}");
+                    was_down = true;
+                }
+                tokio::time::sleep(RETRY_EVERY).await;
+                continue;
+            }
+        };
+        if let Err(e) = reload(&store, &revocations, keep_for).await {
+            log::warn!("revocation feed: cannot reload recent revocations, retrying: {e}");
+            was_down = true;
+            tokio::time::sleep(RETRY_EVERY).await;
+            continue;
+        }
+        if was_down {
+            log::info!("revocation feed: reconnected and reloaded");
+        }
+        loop {
+            match feed.next().await {
+                Ok(Some((session_id, at))) => {
+                    revocations.insert_many(&[(session_id, at)], Utc::now())
+                }
+                Ok(None) => {
+                    log::warn!("revocation feed: connection lost, resubscribing");
+                    break;
+                }
+                Err(e) => {
+                    log::warn!("revocation feed: {e}, resubscribing");
+                    break;
+                }
+            }
+        }
+        // Whatever ended the feed was logged; the next round reconnects.
+        was_down = true;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Reloads periodically, in case a connection died without anyone noticing.
+pub async fn reload_periodically(
+    store: Store,
+    revocations: Arc<RevocationSet>,
+    keep_for: Duration,
+) {
+    if store.kind() != "postgres" {
+        return;
+    }
+    let mut tick = tokio::time::interval(RELOAD_EVERY);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        if let Err(e) = reload(&store, &revocations, keep_for).await {
+            log::debug!("periodic revocation reload failed: {e}");
+        }
+    }
+}

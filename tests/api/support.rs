@@ -1,0 +1,218 @@
+//! Test fixtures beyond `spawn_app`: PostgreSQL databases, real server
+//! processes of the binary, and a TCP proxy that can cut the database off.
+
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_auth-api");
+
+/// The PostgreSQL server of `TEST_DATABASE_URL`, if the run has one.
+pub fn postgres_base() -> Option<String> {
+    std::env::var("TEST_DATABASE_URL")
+        .ok()
+        .filter(|url| url.starts_with("postgres"))
+}
+
+/// Skips (with a note) a test that only means something on PostgreSQL.
+macro_rules! require_postgres {
+    () => {
+        match $crate::support::postgres_base() {
+            Some(url) => url,
+            None => {
+                eprintln!("skipped: needs PostgreSQL (set TEST_DATABASE_URL; .ci/run does)");
+                return;
+            }
+        }
+    };
+}
+pub(crate) use require_postgres;
+
+/// A fresh, empty PostgreSQL database on the server of `base`; returns its URL.
+pub async fn fresh_postgres_database(base: &str) -> String {
+    use sqlx::Connection;
+    let prefix = std::env::var("TEST_DATABASE_PREFIX").unwrap_or_else(|_| "authtest_".into());
+    let name = format!("{prefix}{}", uuid::Uuid::new_v4().simple());
+    let mut conn = sqlx::PgConnection::connect(base)
+        .await
+        .expect("PostgreSQL reachable");
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut conn)
+        .await
+        .expect("create a test database");
+    let _ = conn.close().await;
+    let (server, _) = base.rsplit_once('/').expect("a URL ending in /database");
+    format!("{server}/{name}")
+}
+
+/// A running `auth-api` process, killed when dropped.
+pub struct ServerProcess {
+    pub address: String,
+    child: Child,
+    _log: tempfile::NamedTempFile,
+}
+
+impl ServerProcess {
+    /// Starts the binary with a clean environment plus `vars`, and waits until
+    /// `/healthz` answers.
+    pub async fn start(vars: &[(&str, &str)]) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let log = tempfile::NamedTempFile::new().unwrap();
+        let mut cmd = Command::new(BIN);
+        cmd.env_clear()
+            .env("BIND_ADDR", format!("127.0.0.1:{port}"))
+            .env("HTTP_WORKERS", "1")
+            .env("AUTH_RATE_LIMIT", "0")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(log.reopen().unwrap());
+        for (k, v) in vars {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("the binary starts");
+        let server = Self {
+            address: format!("http://127.0.0.1:{port}"),
+            child,
+            _log: log,
+        };
+        let client = reqwest::Client::new();
+        for _ in 0..200 {
+            if let Ok(r) = client.get(server.url("/healthz")).send().await
+                && r.status() == StatusCode::OK
+            {
+                return server;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the server did not start:\n{}", server.log());
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.address, path)
+    }
+
+    /// What the process logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self._log.path()).unwrap_or_default()
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A TCP proxy to `upstream` that the test can take down (cutting every open
+/// connection and refusing new ones) and bring back up.
+pub struct TcpProxy {
+    pub port: u16,
+    up: Arc<Mutex<bool>>,
+    connections: Arc<Mutex<Vec<JoinHandle<()>>>>,
+    accept: JoinHandle<()>,
+}
+
+impl TcpProxy {
+    pub async fn start(upstream: SocketAddr) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let up = Arc::new(Mutex::new(true));
+        let connections: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
+        let (up2, conns2) = (up.clone(), connections.clone());
+        let accept = tokio::spawn(async move {
+            loop {
+                let Ok((mut client, _)) = listener.accept().await else {
+                    continue;
+                };
+                if !*up2.lock().unwrap() {
+                    drop(client); // down: hang up at once
+                    continue;
+                }
+                let task = tokio::spawn(async move {
+                    if let Ok(mut server) = TcpStream::connect(upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                });
+                conns2.lock().unwrap().push(task);
+            }
+        });
+        Self {
+            port,
+            up,
+            connections,
+            accept,
+        }
+    }
+
+    /// Cuts every open connection and refuses new ones.
+    pub fn down(&self) {
+        *self.up.lock().unwrap() = false;
+        for task in self.connections.lock().unwrap().drain(..) {
+            task.abort();
+        }
+    }
+
+    pub fn up(&self) {
+        *self.up.lock().unwrap() = true;
+    }
+
+    /// `url` with its host and port replaced by this proxy's.
+    pub fn url_for(&self, url: &str) -> String {
+        let (scheme, rest) = url.split_once("://").unwrap();
+        let (authority, path) = rest.split_once('/').unwrap();
+        let userinfo = authority
+            .rsplit_once('@')
+            .map(|(u, _)| format!("{u}@"))
+            .unwrap_or_default();
+        format!("{scheme}://{userinfo}127.0.0.1:{}/{path}", self.port)
+    }
+}
+
+impl Drop for TcpProxy {
+    fn drop(&mut self) {
+        self.down();
+        self.accept.abort();
+    }
+}
+
+/// The host:port of a PostgreSQL URL, resolved.
+pub fn socket_of(url: &str) -> SocketAddr {
+    let rest = url.split_once("://").unwrap().1;
+    let authority = rest.split('/').next().unwrap();
+    let hostport = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let hostport = if hostport.contains(':') {
+        hostport.to_owned()
+    } else {
+        format!("{hostport}:5432")
+    };
+    std::net::ToSocketAddrs::to_socket_addrs(&hostport)
+        .unwrap()
+        .next()
+        .unwrap()
+}
+
+/// Polls until `check` holds, for at most `within`; returns how long it took.
+pub async fn eventually<F, Fut>(within: Duration, mut check: F) -> Option<Duration>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = std::time::Instant::now();
+    while start.elapsed() <= within {
+        if check().await {
+            return Some(start.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    None
+}
