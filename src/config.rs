@@ -81,7 +81,7 @@ pub struct SessionConfig {
 pub struct PasswordConfig {
     /// Hashes running at once; each holds ~19 MiB.
     pub concurrency: usize,
-    /// Hash requests admitted (running plus waiting) before answering 503.
+    /// Hash requests waiting for a hashing thread before answering 503.
     pub queue: usize,
 }
 
