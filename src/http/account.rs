@@ -22,10 +22,12 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct RegisterRequest {
-    #[schema(example = "alice@example.com")]
+    /// Trimmed and compared case-insensitively; at most 254 bytes; `local@domain`.
+    #[schema(example = "alice@example.com", format = Email, max_length = 254)]
     pub email: String,
-    /// At least 8 characters, at most 1024 bytes, not a common password.
-    #[schema(value_type = String, format = Password, example = "correct horse battery staple")]
+    /// At least 8 characters (code points) and at most 1024 bytes; no composition
+    /// rules; a common password is refused (`422 weak_password`).
+    #[schema(value_type = String, format = Password, example = "correct horse battery staple", min_length = 8, max_length = 1024)]
     pub password: SecretStringField,
 }
 
@@ -112,7 +114,8 @@ pub async fn me(caller: Authenticated) -> HttpResponse {
 pub struct ChangePasswordRequest {
     #[schema(value_type = String, format = Password)]
     pub current_password: SecretStringField,
-    #[schema(value_type = String, format = Password)]
+    /// The same rules as at registration.
+    #[schema(value_type = String, format = Password, min_length = 8, max_length = 1024)]
     pub new_password: SecretStringField,
 }
 

@@ -37,7 +37,7 @@ pub struct LoginRequest {
     #[schema(value_type = String, format = Password, example = "correct horse battery staple")]
     pub password: SecretStringField,
     /// Shown in the session list, at most 100 characters.
-    #[schema(example = "Alice's iPhone")]
+    #[schema(example = "Alice's iPhone", max_length = 100)]
     pub device_name: Option<String>,
 }
 
