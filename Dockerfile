@@ -21,5 +21,8 @@ ENV BIND_ADDR=0.0.0.0:8080 \
     RUST_LOG=info
 VOLUME ["/data"]
 EXPOSE 8080
+# The binary probes itself: no curl needed in the image.
+HEALTHCHECK --interval=10s --timeout=3s --start-period=5s --retries=3 \
+    CMD ["/usr/local/bin/auth-api", "healthcheck"]
 ENTRYPOINT ["/usr/local/bin/auth-api"]
 CMD ["serve"]

@@ -24,6 +24,13 @@ pub enum Command {
     Serve,
     /// Apply the database migrations and exit.
     Migrate,
+    /// Probe the running server's `/healthz` (or `/readyz` with `--ready`) on
+    /// BIND_ADDR: exit 0 if it answers 200. For container health checks.
+    Healthcheck {
+        /// Ask `/readyz` (the database answers) instead of `/healthz`.
+        #[arg(long)]
+        ready: bool,
+    },
     /// Print the OpenAPI document (regenerate the committed copy with
     /// `cargo run --release -- openapi > openapi/openapi.json`).
     Openapi,
@@ -60,6 +67,39 @@ pub async fn migrate(config: &Config) -> anyhow::Result<()> {
     println!("migrations applied ({} database)", store.kind());
     store.close().await;
     Ok(())
+}
+
+/// `healthcheck`: one HTTP/1.1 request to our own listener, no client library
+/// needed in the image (so no curl in the container either).
+pub fn healthcheck(config: &Config, ready: bool) -> anyhow::Result<()> {
+    use std::io::{Read, Write};
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
+    use std::time::Duration;
+
+    let mut addr = config.bind_addr;
+    if addr.ip().is_unspecified() {
+        let loopback: IpAddr = match addr {
+            SocketAddr::V4(_) => Ipv4Addr::LOCALHOST.into(),
+            SocketAddr::V6(_) => Ipv6Addr::LOCALHOST.into(),
+        };
+        addr.set_ip(loopback);
+    }
+    let path = if ready { "/readyz" } else { "/healthz" };
+    let timeout = Duration::from_secs(3);
+    let mut stream = TcpStream::connect_timeout(&addr, timeout)?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head)?;
+    if head.starts_with(b"HTTP/1.1 200") {
+        Ok(())
+    } else {
+        anyhow::bail!("{path} answered {}", String::from_utf8_lossy(&head[9..]))
+    }
 }
 
 /// `admin grant|revoke EMAIL`.

@@ -36,6 +36,7 @@ async fn main() -> ExitCode {
         Command::Serve => serve(config).await,
         Command::Migrate => cli::migrate(&config).await,
         Command::Admin { action } => cli::admin(&config, &action).await,
+        Command::Healthcheck { ready } => cli::healthcheck(&config, ready),
         Command::Openapi => unreachable!("handled before the configuration is read"),
     };
     match result {

@@ -174,3 +174,30 @@ fn migrate_applies_the_migrations_and_exits() {
     );
     assert!(dir.path().join("data/auth.db").exists());
 }
+
+#[tokio::test]
+async fn healthcheck_exits_zero_while_the_server_answers_and_non_zero_otherwise() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/auth.db", dir.path().display());
+    let server = crate::support::ServerProcess::start(&[
+        ("DATABASE_URL", url.as_str()),
+        ("JWT_SECRET", "healthcheck-secret-0123456789abcdefgh"),
+    ])
+    .await;
+    let bind = server.address.trim_start_matches("http://").to_owned();
+    let probe = |args: &[&str], bind: &str| {
+        command(dir.path())
+            .env("BIND_ADDR", bind)
+            .arg("healthcheck")
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    assert!(probe(&[], &bind).status.success());
+    assert!(probe(&["--ready"], &bind).status.success());
+    // 0.0.0.0 (a container's bind address) is probed on loopback.
+    let port = bind.rsplit_once(':').unwrap().1;
+    assert!(probe(&[], &format!("0.0.0.0:{port}")).status.success());
+    drop(server);
+    assert!(!probe(&[], &bind).status.success());
+}

@@ -20,4 +20,5 @@ mod password;
 mod refresh;
 mod register;
 mod sessions;
+mod shutdown;
 mod support;
