@@ -15,6 +15,7 @@
 //! - [`openapi`]: the OpenAPI document, collected from the handlers;
 //! - [`revocation_sync`]: revocations pushed between instances (PostgreSQL LISTEN/NOTIFY);
 //! - [`limits`]: rate limits per client IP and per email;
+//! - [`telemetry`]: Prometheus metrics and audit log lines;
 //! - [`cli`]: the command line (serve, migrate, admin).
 
 pub mod auth;
@@ -27,3 +28,4 @@ pub mod openapi;
 pub mod revocation_sync;
 pub mod startup;
 pub mod store;
+pub mod telemetry;

@@ -35,6 +35,7 @@ use crate::http::{account, admin, docs, health, sessions, tokens};
         admin::revoke_user_sessions,
         health::healthz,
         health::readyz,
+        health::metrics,
         docs::openapi_json,
         docs::swagger_ui,
     ),

@@ -7,9 +7,9 @@
 
 use std::net::TcpListener;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use actix_web::dev::Server;
+use actix_web::dev::{Server, Service};
 use actix_web::middleware::{DefaultHeaders, Logger};
 use actix_web::{App, HttpServer, web};
 use anyhow::Context;
@@ -66,6 +66,7 @@ impl Application {
         let server_state = state.clone();
         let workers = config.http_workers;
         let server = HttpServer::new(move || {
+            let telemetry = server_state.telemetry.clone();
             App::new()
                 .app_data(server_state.clone())
                 .app_data(http::extract::json_config())
@@ -77,6 +78,23 @@ impl Application {
                         .add(("Referrer-Policy", "no-referrer")),
                 )
                 .wrap(request_logger())
+                .wrap_fn(move |req, srv| {
+                    // Request count and latency by method, route pattern and status.
+                    let telemetry = telemetry.clone();
+                    let start = Instant::now();
+                    let method = req.method().clone();
+                    let response = srv.call(req);
+                    async move {
+                        let response = response.await?;
+                        telemetry.observe_request(
+                            method.as_str(),
+                            response.request().match_pattern().as_deref(),
+                            response.status().as_u16(),
+                            start.elapsed(),
+                        );
+                        Ok(response)
+                    }
+                })
                 .configure(http::routes)
                 .default_service(web::to(http::not_found))
         })
@@ -169,6 +187,7 @@ async fn build_state(config: &Config) -> anyhow::Result<AppState> {
         hasher,
         revocations,
         limits: crate::limits::RateLimits::new(config.auth_rate_limit),
+        telemetry: Arc::new(crate::telemetry::Telemetry::new()),
         sessions: config.sessions.clone(),
         trust_forwarded_for: config.trust_forwarded_for,
     })

@@ -70,7 +70,7 @@ pub async fn register(
     check_password_policy(body.password.0.expose_secret())?;
     let hash = state.hasher.hash(body.password.0).await?;
     let user = state.store.create_user(&email, &hash, Utc::now()).await?;
-    log::info!("audit: user registered user={}", user.id);
+    state.telemetry.registered(user.id);
     Ok(HttpResponse::Created().json(UserResponse {
         id: user.id,
         email: user.email,
@@ -156,10 +156,7 @@ pub async fn change_password(
         )
         .await?;
     let Some(user) = user.filter(|_| verified) else {
-        log::warn!(
-            "audit: password change refused (wrong current password) user={}",
-            claims.sub
-        );
+        state.telemetry.password_change_refused(claims.sub);
         return Err(ApiError::InvalidCredentials);
     };
     check_password_policy(body.new_password.0.expose_secret())?;
@@ -171,10 +168,6 @@ pub async fn change_password(
         .await?;
     let entries: Vec<_> = revoked.iter().map(|id| (*id, now)).collect();
     state.revocations.insert_many(&entries, now);
-    log::info!(
-        "audit: password changed user={} other_sessions_revoked={}",
-        user.id,
-        revoked.len()
-    );
+    state.telemetry.password_changed(user.id, &revoked);
     Ok(HttpResponse::NoContent().finish())
 }

@@ -10,6 +10,7 @@ use uuid::Uuid;
 use super::extract::Admin;
 use super::{AppState, resource};
 use crate::error::{ApiError, ErrorBody};
+use crate::telemetry::RevocationReason;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
@@ -47,10 +48,11 @@ pub async fn revoke_user_sessions(
     let revoked = state.store.revoke_all_sessions(user_id, now).await?;
     let entries: Vec<_> = revoked.iter().map(|id| (*id, now)).collect();
     state.revocations.insert_many(&entries, now);
-    log::warn!(
-        "audit: admin revoked sessions admin={} user={user_id} sessions_revoked={}",
-        admin.0.sub,
-        revoked.len()
+    state.telemetry.revoked(
+        RevocationReason::admin,
+        Some(admin.0.sub),
+        Some(user_id),
+        &revoked,
     );
     Ok(HttpResponse::NoContent().finish())
 }

@@ -13,7 +13,8 @@ use crate::error::{ApiError, ErrorBody};
 const READY_TIMEOUT: Duration = Duration::from_secs(2);
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(resource("/healthz", "GET").route(web::get().to(healthz)))
+    cfg.service(resource("/metrics", "GET").route(web::get().to(metrics)))
+        .service(resource("/healthz", "GET").route(web::get().to(healthz)))
         .service(resource("/readyz", "GET").route(web::get().to(readyz)));
 }
 
@@ -56,4 +57,33 @@ pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
             Err(ApiError::Unavailable { retry_after: 1 })
         }
     }
+}
+
+/// Prometheus metrics: requests and latency by route and status, logins,
+/// refreshes, reuse detections, revocations, hashes in flight and queued,
+/// database pool usage. No user data. Expose it to your monitoring only.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    responses((
+        status = 200,
+        description = "Metrics in the OpenMetrics text format",
+        content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        body = String
+    ))
+)]
+pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    use crate::telemetry::Telemetry;
+    let t = &state.telemetry;
+    Telemetry::set(&t.hashes_in_flight, state.hasher.in_flight());
+    Telemetry::set(&t.hashes_queued, state.hasher.queued());
+    let (open, idle) = state.store.pool_stats();
+    Telemetry::set(&t.db_connections, open as usize);
+    Telemetry::set(&t.db_connections_idle, idle);
+    Telemetry::set(&t.revocations_remembered, state.revocations.len());
+    Telemetry::set(&t.rate_limiter_keys, state.limits.len());
+    HttpResponse::Ok()
+        .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
+        .body(t.render())
 }

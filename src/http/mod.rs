@@ -28,6 +28,7 @@ pub struct AppState {
     pub hasher: Arc<PasswordHasher>,
     pub revocations: Arc<RevocationSet>,
     pub limits: RateLimits,
+    pub telemetry: Arc<crate::telemetry::Telemetry>,
     pub sessions: SessionConfig,
     pub trust_forwarded_for: bool,
 }

@@ -9,6 +9,7 @@ use uuid::Uuid;
 use super::extract::Authenticated;
 use super::{AppState, resource};
 use crate::error::{ApiError, ErrorBody};
+use crate::telemetry::RevocationReason;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/sessions", "GET").route(web::get().to(list_sessions)))
@@ -100,6 +101,9 @@ pub async fn delete_session(
         return Err(ApiError::NotFound);
     }
     state.revocations.insert(id, now);
-    log::info!("audit: session revoked user={} session={id}", caller.0.sub);
+    let user = Some(caller.0.sub);
+    state
+        .telemetry
+        .revoked(RevocationReason::session_delete, user, user, &[id]);
     Ok(HttpResponse::NoContent().finish())
 }

@@ -19,6 +19,7 @@ use crate::auth::credentials::normalize_email;
 use crate::auth::refresh::{self, RefreshDecision};
 use crate::error::{ApiError, ErrorBody};
 use crate::store::{NewSession, Session};
+use crate::telemetry::{Outcome, RevocationReason};
 
 /// Longest `device_name` accepted, in characters.
 pub const MAX_DEVICE_NAME_CHARS: usize = 100;
@@ -127,7 +128,10 @@ pub async fn login(
     client: ClientInfo,
     body: web::Json<LoginRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    state.limits.check_ip(client.ip)?;
+    if let Err(retry) = state.limits.check_ip(client.ip) {
+        state.telemetry.login_rate_limited(client.ip, false);
+        return Err(retry.into());
+    }
     let body = body.into_inner();
     let device_name = match body.device_name.map(|d| d.trim().to_owned()) {
         Some(d) if d.chars().count() > MAX_DEVICE_NAME_CHARS => {
@@ -147,7 +151,7 @@ pub async fn login(
         .clone()
         .unwrap_or_else(|| body.email.trim().to_lowercase());
     if let Err(retry) = state.limits.check_email(&limit_key) {
-        log::warn!("audit: login refused, too many attempts for one email");
+        state.telemetry.login_rate_limited(client.ip, true);
         return Err(retry.into());
     }
     let user = match &email {
@@ -162,10 +166,7 @@ pub async fn login(
         )
         .await?;
     let Some(user) = user.filter(|_| verified) else {
-        log::warn!(
-            "audit: login failed ip={}",
-            client.ip.map_or_else(|| "-".into(), |ip| ip.to_string())
-        );
+        state.telemetry.login_failed(client.ip);
         return Err(ApiError::InvalidCredentials);
     };
 
@@ -182,11 +183,7 @@ pub async fn login(
         expires_at,
     };
     state.store.create_session(&session).await?;
-    log::info!(
-        "audit: login succeeded user={} session={}",
-        user.id,
-        session.id
-    );
+    state.telemetry.login_succeeded(user.id, session.id);
     token_response(
         &state,
         session.id,
@@ -221,10 +218,22 @@ pub async fn refresh(
     state: web::Data<AppState>,
     body: web::Json<RefreshRequest>,
 ) -> Result<HttpResponse, ApiError> {
+    let result = rotate(&state, body.refresh_token.0.expose_secret()).await;
+    match &result {
+        Ok((_, outcome)) => state.telemetry.refreshed(*outcome),
+        // Reuse was counted where it was detected.
+        Err(ApiError::InvalidGrant) => state.telemetry.refreshed(Outcome::failure),
+        Err(_) => {}
+    }
+    result.map(|(response, _)| response)
+}
+
+/// The rotation itself (DESIGN.md): rotate the current token, answer the
+/// current one again for a replay of its parent within the grace, revoke the
+/// session for any other replay.
+async fn rotate(state: &AppState, token: &str) -> Result<(HttpResponse, Outcome), ApiError> {
     // A token we did not mint (malformed, forged, another server's) revokes nothing.
-    let Some(presented) =
-        refresh::verify(state.tokens.keys(), body.refresh_token.0.expose_secret())
-    else {
+    let Some(presented) = refresh::verify(state.tokens.keys(), token) else {
         return Err(ApiError::InvalidGrant);
     };
 
@@ -256,15 +265,16 @@ pub async fn refresh(
                     .advance_session(session.id, session.generation, now, idle_expires_at)
                     .await?
                 {
-                    return token_response(
-                        &state,
+                    let response = token_response(
+                        state,
                         session.id,
                         session.user_id,
                         session.role.0,
                         session.generation + 1,
                         idle_expires_at,
                         now,
-                    );
+                    )?;
+                    return Ok((response, Outcome::success));
                 }
                 // Another request rotated first: look again.
             }
@@ -272,18 +282,19 @@ pub async fn refresh(
                 if !session.is_active(now) {
                     return Err(ApiError::InvalidGrant);
                 }
-                return token_response(
-                    &state,
+                let response = token_response(
+                    state,
                     session.id,
                     session.user_id,
                     session.role.0,
                     session.generation,
                     session.idle_expires_at,
                     now,
-                );
+                )?;
+                return Ok((response, Outcome::grace_retry));
             }
             RefreshDecision::Reuse => {
-                revoke_for_reuse(&state, &session, now).await?;
+                revoke_for_reuse(state, &session, now).await?;
                 return Err(ApiError::InvalidGrant);
             }
             RefreshDecision::Unknown => return Err(ApiError::InvalidGrant),
@@ -299,11 +310,7 @@ async fn revoke_for_reuse(
 ) -> Result<(), ApiError> {
     if state.store.revoke_session(session.id, now).await? {
         state.revocations.insert(session.id, now);
-        log::warn!(
-            "audit: refresh token reuse detected, session revoked user={} session={}",
-            session.user_id,
-            session.id
-        );
+        state.telemetry.reuse_detected(session.user_id, session.id);
     }
     Ok(())
 }
@@ -337,7 +344,12 @@ pub async fn logout(
             .await?
         {
             state.revocations.insert(presented.session_id, now);
-            log::info!("audit: logout session={}", presented.session_id);
+            state.telemetry.revoked(
+                RevocationReason::logout,
+                None,
+                None,
+                &[presented.session_id],
+            );
         }
     }
     Ok(HttpResponse::NoContent().finish())
@@ -366,10 +378,9 @@ pub async fn logout_all(
     // The caller's own session may be gone from the table already; its token
     // must die all the same.
     state.revocations.insert(caller.0.sid, now);
-    log::info!(
-        "audit: logout-all user={} sessions_revoked={}",
-        caller.0.sub,
-        revoked.len()
-    );
+    let user = Some(caller.0.sub);
+    state
+        .telemetry
+        .revoked(RevocationReason::logout_all, user, user, &revoked);
     Ok(HttpResponse::NoContent().finish())
 }

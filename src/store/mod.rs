@@ -242,6 +242,11 @@ impl Store {
         Ok(())
     }
 
+    /// Connections open, and of those idle (for the metrics).
+    pub fn pool_stats(&self) -> (u32, usize) {
+        on_pool!(self, pool => (pool.size(), pool.num_idle()))
+    }
+
     /// Whether [`Store::close`] was called.
     pub fn is_closed(&self) -> bool {
         on_pool!(self, pool => pool.is_closed())

@@ -15,6 +15,7 @@ mod instances;
 mod limits;
 mod login;
 mod logout;
+mod metrics;
 mod outage;
 mod password;
 mod refresh;
