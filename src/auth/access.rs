@@ -259,3 +259,50 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+    use secrecy::SecretString;
+
+    fn tokens() -> AccessTokens {
+        AccessTokens::new(
+            Keyring::new(&SecretString::from("p".repeat(32)), &[]),
+            "auth-api",
+            "mobile",
+            Duration::from_secs(30),
+            Duration::from_secs(900),
+        )
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_text_never_verifies_and_never_panics(text in ".{0,600}") {
+            prop_assert!(tokens().verify(&text).is_err());
+        }
+
+        #[test]
+        fn arbitrary_three_part_tokens_never_verify(
+            header in "[A-Za-z0-9_-]{0,80}",
+            payload in "[A-Za-z0-9_-]{0,300}",
+            signature in "[A-Za-z0-9_-]{0,60}",
+        ) {
+            let token = format!("{header}.{payload}.{signature}");
+            prop_assert!(tokens().verify(&token).is_err());
+        }
+
+        #[test]
+        fn any_single_byte_change_breaks_a_real_token(position in 0usize..1000, byte in any::<u8>()) {
+            let t = tokens();
+            let token = t.issue(Uuid::new_v4(), Uuid::new_v4(), Role::User, Utc::now()).expect("signs").token;
+            let mut bytes = token.clone().into_bytes();
+            let i = position % bytes.len();
+            prop_assume!(bytes[i] != byte);
+            bytes[i] = byte;
+            let tampered = String::from_utf8_lossy(&bytes).into_owned();
+            prop_assume!(tampered != token);
+            prop_assert!(t.verify(&tampered).is_err());
+        }
+    }
+}

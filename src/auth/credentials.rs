@@ -121,3 +121,24 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn normalising_never_panics_and_is_idempotent(raw in ".{0,300}") {
+            if let Some(email) = normalize_email(&raw) {
+                prop_assert!(email.len() <= MAX_EMAIL_BYTES);
+                prop_assert_eq!(normalize_email(&email), Some(email.clone()));
+            }
+        }
+
+        #[test]
+        fn the_policy_never_panics(password in ".{0,1100}") {
+            let _ = check_password_policy(&password);
+        }
+    }
+}

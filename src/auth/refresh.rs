@@ -203,3 +203,34 @@ mod tests {
         assert_eq!(classify(4, 5, t0, t0 + s(1), Duration::ZERO), Reuse);
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+    use secrecy::SecretString;
+
+    fn keys() -> Keyring {
+        Keyring::new(&SecretString::from("r".repeat(32)), &[])
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_text_is_never_a_refresh_token(text in ".{0,200}") {
+            prop_assert_eq!(verify(&keys(), &text), None);
+        }
+
+        #[test]
+        fn arbitrary_base64_of_the_right_length_is_never_a_refresh_token(text in "[A-Za-z0-9_-]{75}") {
+            prop_assert_eq!(verify(&keys(), &text), None);
+        }
+
+        #[test]
+        fn every_minted_token_round_trips(id in any::<[u8; 16]>(), generation in 0i64..i64::MAX) {
+            let keys = keys();
+            let session_id = Uuid::from_bytes(id);
+            let token = mint(&keys, session_id, generation);
+            prop_assert_eq!(verify(&keys, &token), Some(RefreshClaims { session_id, generation }));
+        }
+    }
+}

@@ -193,3 +193,39 @@ fn describe_json_error(err: &serde_json::Error) -> String {
 pub fn path_config() -> web::PathConfig {
     web::PathConfig::default().error_handler(|_err: PathError, _req| ApiError::NotFound.into())
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use actix_web::http::header::HeaderValue;
+    use actix_web::test::TestRequest;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn the_bearer_parser_takes_any_header_without_panicking(bytes in proptest::collection::vec(any::<u8>(), 0..9000)) {
+            if let Ok(value) = HeaderValue::from_bytes(&bytes) {
+                let req = TestRequest::default().insert_header((header::AUTHORIZATION, value)).to_http_request();
+                match bearer_token(&req) {
+                    Ok(token) => prop_assert!(!token.is_empty() && token.len() <= crate::auth::access::MAX_TOKEN_BYTES),
+                    Err(e) => prop_assert!(matches!(e, ApiError::MissingToken | ApiError::InvalidToken(_))),
+                }
+            }
+        }
+
+        #[test]
+        fn json_errors_never_quote_the_body(body in proptest::collection::vec(any::<u8>(), 0..400)) {
+            if let Err(e) = serde_json::from_slice::<crate::http::tokens::LoginRequest>(&body) {
+                let text = describe_json_error(&e);
+                let body_text = String::from_utf8_lossy(&body);
+                // A run of 6+ characters of the body would be an echo.
+                for window in body_text.chars().collect::<Vec<_>>().windows(6) {
+                    let needle: String = window.iter().collect();
+                    if needle.chars().all(|c| c.is_alphanumeric()) {
+                        prop_assert!(!text.contains(&needle), "{} echoes {}", text, needle);
+                    }
+                }
+            }
+        }
+    }
+}
