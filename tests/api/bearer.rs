@@ -275,6 +275,66 @@ async fn forged_tampered_and_expired_tokens_are_401_invalid_token() {
                 &with(claims.clone(), "sub", json!("1 OR 1=1")),
             ),
         ),
+        (
+            "crit header",
+            sign(&with(good_header(), "crit", json!(["exp"])), &claims),
+        ),
+        (
+            "alg in lowercase",
+            forge(
+                &with(good_header(), "alg", json!("hs256")),
+                &claims,
+                key,
+                "HS256",
+            ),
+        ),
+        (
+            "aud as an array",
+            sign(
+                &good_header(),
+                &with(claims.clone(), "aud", json!(["mobile"])),
+            ),
+        ),
+        (
+            "exp as a string",
+            sign(
+                &good_header(),
+                &with(claims.clone(), "exp", json!((now + 600).to_string())),
+            ),
+        ),
+        (
+            "missing iat",
+            sign(&good_header(), &without(claims.clone(), "iat")),
+        ),
+        ("duplicate sub", {
+            let body = claims.to_string().replacen(
+                '{',
+                &format!("{{\"sub\":\"{}\",", uuid::Uuid::new_v4()),
+                1,
+            );
+            let input = format!(
+                "{}.{}",
+                b64(good_header().to_string().as_bytes()),
+                b64(body.as_bytes())
+            );
+            let mac = Hmac::<Sha256>::new_from_slice(key)
+                .unwrap()
+                .chain_update(&input)
+                .finalize()
+                .into_bytes();
+            format!("{input}.{}", b64(&mac))
+        }),
+        ("signature with padding", format!("{real}=")),
+        (
+            "signature one byte short",
+            format!(
+                "{}.{}.{}",
+                parts[0],
+                parts[1],
+                b64(&URL_SAFE_NO_PAD.decode(parts[2]).unwrap()[..31])
+            ),
+        ),
+        ("four segments", format!("{real}.AAAA")),
         ("not a JWT", "not-a-jwt".into()),
         ("two parts", format!("{}.{}", parts[0], parts[1])),
         ("garbage base64", "###.###.###".into()),

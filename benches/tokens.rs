@@ -1,0 +1,74 @@
+//! Micro-benchmarks of the hot path and the token primitives:
+//! - `bearer_check`: the whole Bearer extractor path, from the `Authorization`
+//!   header value to the claims (parse, HMAC, claims, revocation set);
+//! - `sign_access_token`: what `/login` and `/refresh` spend on the JWT;
+//! - `refresh_token_verify` / `refresh_token_mint`: the refresh-token MAC.
+//!
+//! `cargo bench --bench tokens`
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use actix_web::http::header::HeaderValue;
+use auth_api::auth::refresh;
+use auth_api::auth::{AccessTokens, Keyring, RevocationSet, Role};
+use auth_api::http::extract::check_bearer;
+use chrono::Utc;
+use criterion::{Criterion, criterion_group, criterion_main};
+use secrecy::SecretString;
+use uuid::Uuid;
+
+fn keyring() -> Keyring {
+    Keyring::new(
+        &SecretString::from("benchmark-secret-0123456789-0123456789".to_owned()),
+        &[],
+    )
+}
+
+fn tokens() -> AccessTokens {
+    AccessTokens::new(
+        keyring(),
+        "auth-api",
+        "mobile",
+        Duration::from_secs(30),
+        Duration::from_secs(900),
+    )
+}
+
+fn bench(c: &mut Criterion) {
+    let tokens = tokens();
+    let now = Utc::now();
+    // A realistic revocation set: a thousand sessions revoked in the last minutes.
+    let revocations = RevocationSet::new(Duration::from_secs(935));
+    let revoked: Vec<_> = (0..1000).map(|_| (Uuid::new_v4(), now)).collect();
+    revocations.insert_many(&revoked, now);
+
+    let issued = tokens
+        .issue(Uuid::new_v4(), Uuid::new_v4(), Role::User, now)
+        .expect("signs");
+    let header = HeaderValue::from_str(&format!("Bearer {}", issued.token)).expect("a header");
+    c.bench_function("bearer_check", |b| {
+        b.iter(|| check_bearer(Some(black_box(&header)), &tokens, &revocations).expect("valid"))
+    });
+
+    c.bench_function("sign_access_token", |b| {
+        b.iter(|| {
+            tokens
+                .issue(black_box(Uuid::nil()), Uuid::nil(), Role::User, now)
+                .expect("signs")
+        })
+    });
+
+    let keys = keyring();
+    let session = Uuid::new_v4();
+    let token = refresh::mint(&keys, session, 42);
+    c.bench_function("refresh_token_verify", |b| {
+        b.iter(|| refresh::verify(&keys, black_box(&token)).expect("valid"))
+    });
+    c.bench_function("refresh_token_mint", |b| {
+        b.iter(|| refresh::mint(&keys, black_box(session), 43))
+    });
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
