@@ -237,8 +237,35 @@ async fn rotate(state: &AppState, token: &str) -> Result<(HttpResponse, Outcome)
         return Err(ApiError::InvalidGrant);
     };
 
-    // At most a few rounds: a lost race re-reads the session and then always
-    // lands on the grace path (or on reuse, if it lost by more than one rotation).
+    // The common case, the current token of an active session: one statement
+    // rotates it (conditionally, so racing refreshes rotate exactly once).
+    let now = Utc::now();
+    let refresh_expiry = add(now, state.sessions.refresh_ttl);
+    if let Some(session) = state
+        .store
+        .rotate_if_current(
+            presented.session_id,
+            presented.generation,
+            now,
+            refresh_expiry,
+        )
+        .await?
+    {
+        let response = token_response(
+            state,
+            session.id,
+            session.user_id,
+            session.role.0,
+            session.generation,
+            session.idle_expires_at,
+            now,
+        )?;
+        return Ok((response, Outcome::success));
+    }
+
+    // Anything else: read the session and apply the policy. At most a few
+    // rounds: a lost race re-reads the session and then always lands on the
+    // grace path (or on reuse, if it lost by more than one rotation).
     for _ in 0..3 {
         let now = Utc::now();
         let Some(session) = state.store.find_session(presented.session_id).await? else {

@@ -373,6 +373,65 @@ impl Store {
         Ok(rows == 1)
     }
 
+    /// The common case of a refresh: if the session is at generation `from`,
+    /// active and not revoked, move it to `from + 1` and return it (with its
+    /// owner's current role). `None` if any condition failed; the caller then
+    /// reads the session to find out why (a retry within the grace, a replay,
+    /// an expired session...). The new idle expiry is
+    /// `min(refresh_expiry, expires_at)`.
+    ///
+    /// Either way one conditional write decides, so racing refreshes rotate
+    /// exactly once. How it is done differs, measured with
+    /// `benches/refresh_load.rs` (64 chains, 2 cores):
+    /// - PostgreSQL: one `UPDATE … RETURNING` round trip instead of a read and
+    ///   a write: 4,900 → 7,800 rotations/s;
+    /// - SQLite: a read on any connection, then a short conditional `UPDATE`:
+    ///   writes are serialised, so the less work inside the write lock the
+    ///   better (8,000 rotations/s, against 6,500 with `UPDATE … RETURNING`).
+    pub async fn rotate_if_current(
+        &self,
+        id: Uuid,
+        from: i64,
+        now: DateTime<Utc>,
+        refresh_expiry: DateTime<Utc>,
+    ) -> Result<Option<Session>, StoreError> {
+        match &self.backend {
+            Backend::Postgres(pool) => {
+                let sql = "UPDATE sessions SET generation = generation + 1, rotated_at = $1, \
+                           last_used_at = $1, idle_expires_at = LEAST($2, expires_at) \
+                           WHERE id = $3 AND generation = $4 AND revoked_at IS NULL \
+                           AND idle_expires_at > $1 AND expires_at > $1 \
+                           RETURNING id, user_id, generation, device_name, user_agent, created_at, \
+                           rotated_at, last_used_at, idle_expires_at, expires_at, revoked_at, \
+                           (SELECT u.role FROM users u WHERE u.id = sessions.user_id) AS role";
+                Ok(sqlx::query_as::<_, Session>(sql)
+                    .bind(now)
+                    .bind(refresh_expiry)
+                    .bind(id)
+                    .bind(from)
+                    .fetch_optional(pool)
+                    .await?)
+            }
+            Backend::Sqlite(_) => {
+                let Some(mut session) = self.find_session(id).await? else {
+                    return Ok(None);
+                };
+                if session.generation != from || !session.is_active(now) {
+                    return Ok(None);
+                }
+                let idle_expires_at = refresh_expiry.min(session.expires_at);
+                if !self.advance_session(id, from, now, idle_expires_at).await? {
+                    return Ok(None);
+                }
+                session.generation = from + 1;
+                session.rotated_at = now;
+                session.last_used_at = now;
+                session.idle_expires_at = idle_expires_at;
+                Ok(Some(session))
+            }
+        }
+    }
+
     /// Revokes one session; `false` if it was revoked already (or does not exist).
     pub async fn revoke_session(&self, id: Uuid, now: DateTime<Utc>) -> Result<bool, StoreError> {
         let sql = "UPDATE sessions SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL";
