@@ -1,73 +1,135 @@
 #!/usr/bin/env bash
-# Load figures of the release binary, on loopback only, bounded in time.
+# The figures of BENCHMARKS.md, from the release binary on loopback only,
+# bounded in time (about 4 minutes; DURATION scales the wrk runs).
 #
-#   bash benches/load.sh            # build, start a fresh server, measure, stop
+#   bash benches/load.sh
 #
-# Needs wrk (Debian: apt-get install wrk), curl and jq. Prints the figures and
-# the ratios; the server's data lives in a temporary folder removed at exit.
+# Needs wrk (Debian: apt-get install wrk) and curl. Starts a fresh server for
+# each part, on a temporary SQLite database (and on PostgreSQL when
+# BENCH_PG_URL, default postgres://postgres@127.0.0.1:5432/postgres, answers),
+# seeds users and sessions, and prints each figure with its target.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DURATION="${DURATION:-10s}"
+DURATION="${DURATION:-6}"          # seconds per wrk run
 CONNECTIONS="${CONNECTIONS:-64}"
-THREADS="${THREADS:-2}"
 PORT="${PORT:-18080}"
 BASE="http://127.0.0.1:$PORT"
+PG_URL="${BENCH_PG_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
+SECRET="load-test-secret-0123456789-0123456789"
+EMAIL="load@example.com"
+PASSWORD="correct horse battery staple"
 
-for tool in wrk curl jq; do
+for tool in wrk curl python3; do
     command -v "$tool" >/dev/null || { echo "missing: $tool (apt-get install $tool)" >&2; exit 1; }
 done
-
 cargo build --release --quiet
+cargo bench --bench refresh_load --no-run --quiet 2>/dev/null
+REFRESH_LOAD="$(ls -t target/release/deps/refresh_load-* | grep -v '\.d$' | head -n1)"
+
 WORK="$(mktemp -d)"
 SERVER_PID=""
-cleanup() { [ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null; wait 2>/dev/null; rm -rf "$WORK"; }
-trap cleanup EXIT
+stop_server() {
+    if [ -n "$SERVER_PID" ]; then kill "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true; fi
+    SERVER_PID=""
+}
+trap 'stop_server; jobs -p | xargs -r kill 2>/dev/null; rm -rf "$WORK"' EXIT
 
-DATABASE_URL="sqlite://$WORK/auth.db" BIND_ADDR="127.0.0.1:$PORT" AUTH_RATE_LIMIT=0 \
-    JWT_SECRET="load-test-secret-0123456789-0123456789" RUST_LOG=warn \
-    ./target/release/auth-api >"$WORK/server.log" 2>&1 &
-SERVER_PID=$!
-for _ in $(seq 1 100); do curl -sf "$BASE/healthz" >/dev/null && break; sleep 0.1; done
+# start_server DATABASE_URL [VAR=VALUE...]
+start_server() {
+    local url="$1"; shift
+    env DATABASE_URL="$url" BIND_ADDR="127.0.0.1:$PORT" AUTH_RATE_LIMIT=0 JWT_SECRET="$SECRET" \
+        RUST_LOG=warn "$@" ./target/release/auth-api >>"$WORK/server.log" 2>&1 &
+    SERVER_PID=$!
+    for _ in $(seq 1 100); do curl -sf "$BASE/healthz" >/dev/null && return; sleep 0.1; done
+    echo "the server did not start" >&2; cat "$WORK/server.log" >&2; exit 1
+}
+rss_mib() { awk '/VmRSS/ {printf "%.0f", $2/1024}' "/proc/$SERVER_PID/status"; }
+hwm_mib() { awk '/VmHWM/ {printf "%.0f", $2/1024}' "/proc/$SERVER_PID/status"; }
+rps() { awk '/Requests\/sec/ {print $2}'; }
+median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+json_field() { python3 -c "import json,sys; print(json.load(sys.stdin)[\"$1\"])"; }
 
-rss_kib() { awk '/VmRSS/ {print $2}' "/proc/$SERVER_PID/status"; }
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr)"
-echo "idle RSS: $(( $(rss_kib) / 1024 )) MiB"
+echo "load generator: wrk and the server share the same cores"
+echo
 
-EMAIL="load@example.com"; PASSWORD="correct horse battery staple"
+# ---------------------------------------------------------------- SQLite server
+start_server "sqlite://$WORK/auth.db"
+echo "== memory"
+echo "idle RSS after start: $(rss_mib) MiB   (target <= 32 MiB)"
 curl -sf -X POST "$BASE/register" -H 'content-type: application/json' \
     -d "{\"email\":\"$EMAIL\",\"password\":\"$PASSWORD\"}" >/dev/null
-TOKEN=$(curl -sf -X POST "$BASE/login" -H 'content-type: application/json' \
-    -d "{\"email\":\"$EMAIL\",\"password\":\"$PASSWORD\"}" | jq -r .access_token)
-
-# Requests per second from wrk's summary line.
-rps() { awk '/Requests\/sec/ {print $2}'; }
+TOKEN="$(curl -sf -X POST "$BASE/login" -H 'content-type: application/json' \
+    -d "{\"email\":\"$EMAIL\",\"password\":\"$PASSWORD\"}" | json_field access_token)"
 
 echo
-echo "== GET /healthz vs GET /me (same binary, same load: $THREADS threads, $CONNECTIONS connections, $DURATION)"
-HEALTHZ=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" "$BASE/healthz" | tee "$WORK/healthz.txt" | rps)
-ME=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" -H "Authorization: Bearer $TOKEN" --latency "$BASE/me" \
-    | tee "$WORK/me.txt" | rps)
-echo "healthz: $HEALTHZ req/s"
-echo "me:      $ME req/s   (p99 $(awk '/ 99%/ {print $2}' "$WORK/me.txt"))"
-grep -E "Non-2xx|Socket errors" "$WORK/me.txt" || echo "me: no errors"
-echo "RSS after the /me load: $(( $(rss_kib) / 1024 )) MiB"
-awk -v a="$ME" -v b="$HEALTHZ" 'BEGIN {printf "ratio me/healthz: %.2f\n", a/b}'
+echo "== GET /me vs GET /healthz: same binary, same load ($CONNECTIONS connections), 3 alternating rounds of ${DURATION}s, medians"
+for round in 1 2 3; do
+    wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" "$BASE/healthz" | rps >>"$WORK/healthz.rps"
+    wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" -H "Authorization: Bearer $TOKEN" --latency "$BASE/me" \
+        | tee -a "$WORK/me.txt" | rps >>"$WORK/me.rps"
+done
+HEALTHZ="$(median <"$WORK/healthz.rps")"; ME="$(median <"$WORK/me.rps")"
+echo "healthz: $HEALTHZ req/s  (rounds: $(paste -sd' ' "$WORK/healthz.rps"))"
+echo "me:      $ME req/s  (rounds: $(paste -sd' ' "$WORK/me.rps")); non-2xx: $(grep -c 'Non-2xx' "$WORK/me.txt" || true) runs with errors"
+awk -v a="$ME" -v b="$HEALTHZ" 'BEGIN {printf "ratio me/healthz: %.2f   (target >= 0.90)\n", a/b}'
+echo "RSS after the /me load: $(rss_mib) MiB   (target <= 64 MiB)"
 
 echo
-echo "== login latency, one at a time (30 logins)"
-for _ in $(seq 1 30); do
-    curl -s -o /dev/null -w '%{time_total}\n' -X POST "$BASE/login" -H 'content-type: application/json' \
-        -d "{\"email\":\"$EMAIL\",\"password\":\"$PASSWORD\"}"
-done | sort -n | awk '{a[NR]=$1} END {printf "login: median %.1f ms, p90 %.1f ms, max %.1f ms\n", a[int(NR/2)+1]*1000, a[int(NR*0.9)]*1000, a[NR]*1000}'
-
-echo
-echo "== login throughput under saturation ($CONNECTIONS connections, $DURATION)"
-cat > "$WORK/login.lua" <<LUA
+echo "== login against the argon2 limit"
+HASH_LINE="$(./target/release/auth-api hash-cost --rounds 20)"
+echo "$HASH_LINE"
+LIMIT="$(echo "$HASH_LINE" | sed -E 's/.*: ([0-9.]+) hashes\/s/\1/')"
+cat >"$WORK/login.lua" <<LUA
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
 wrk.body = '{"email":"$EMAIL","password":"$PASSWORD"}'
 LUA
-wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" -s "$WORK/login.lua" --latency "$BASE/login" | tee "$WORK/login.txt" \
-    | grep -E "Requests/sec|Non-2xx| 50%| 99%" || true
-echo "peak RSS so far: $(( $(awk '/VmHWM/ {print $2}' "/proc/$SERVER_PID/status") / 1024 )) MiB"
+LOGIN="$(wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" -s "$WORK/login.lua" "$BASE/login" | tee "$WORK/login.txt" | rps)"
+echo "login: $LOGIN logins/s; non-2xx: $(awk '/Non-2xx/ {print $4}' "$WORK/login.txt")"
+awk -v a="$LOGIN" -v b="$LIMIT" 'BEGIN {printf "ratio login/argon2 limit: %.2f   (target >= 0.80)\n", a/b}'
+echo "peak RSS so far (login flood included): $(hwm_mib) MiB"
+
+echo
+echo "== GET /me while /login is saturated"
+wrk -t1 -c"$CONNECTIONS" -d"$((DURATION + 4))s" -s "$WORK/login.lua" "$BASE/login" >"$WORK/flood.txt" &
+FLOOD=$!
+sleep 2
+wrk -t1 -c16 -d"${DURATION}s" -H "Authorization: Bearer $TOKEN" --latency "$BASE/me" >"$WORK/me-flood.txt"
+wait "$FLOOD"
+echo "me during the flood: $(rps <"$WORK/me-flood.txt") req/s, p50 $(awk '/ 50%/ {print $2}' "$WORK/me-flood.txt"), p99 $(awk '/ 99%/ {print $2}' "$WORK/me-flood.txt")   (target p99 <= 25 ms)"
+echo "errors: $(grep -E 'Non-2xx|Socket errors' "$WORK/me-flood.txt" || echo none)"
+echo "logins during that time: $(rps <"$WORK/flood.txt") /s"
+stop_server
+
+# ---------------------------------------------------------------- refresh
+refresh_run() { # refresh_run LABEL DATABASE_URL FILLER
+    start_server "$2"
+    "$REFRESH_LOAD" --url "$BASE" --database-url "$2" --secret "$SECRET" --chains 64 \
+        --seconds "$DURATION" --filler "$3" | sed "s/^/$1 /"
+    stop_server
+}
+rotations() { sed -E 's/.*refresh: ([0-9]+) rotations.*/\1/'; }
+
+echo
+echo "== POST /refresh over HTTP (64 concurrent session chains; target >= 5,000 rotations/s, 0 failures)"
+refresh_run "sqlite  10k:" "sqlite://$WORK/r10k.db" 10000 | tee "$WORK/r-sqlite-10k"
+refresh_run "sqlite   1M:" "sqlite://$WORK/r1m.db" 1000000 | tee "$WORK/r-sqlite-1m"
+awk -v a="$(rotations <"$WORK/r-sqlite-1m")" -v b="$(rotations <"$WORK/r-sqlite-10k")" \
+    'BEGIN {printf "sqlite: 1M vs 10k sessions: %+.0f %%   (target: drop <= 20 %%)\n", (a/b-1)*100}'
+
+if command -v psql >/dev/null && psql "$PG_URL" -qAtc 'SELECT 1' >/dev/null 2>&1; then
+    for size in 10k 1m; do
+        db="authbench_$$_$size"
+        psql "$PG_URL" -qc "CREATE DATABASE $db" >/dev/null
+        url="${PG_URL%/*}/$db"
+        filler=10000; [ "$size" = 1m ] && filler=1000000
+        refresh_run "postgres $size:" "$url" "$filler" | tee "$WORK/r-pg-$size"
+        psql "$PG_URL" -qc "DROP DATABASE $db" >/dev/null
+    done
+    awk -v a="$(rotations <"$WORK/r-pg-1m")" -v b="$(rotations <"$WORK/r-pg-10k")" \
+        'BEGIN {printf "postgres: 1M vs 10k sessions: %+.0f %%   (target: drop <= 20 %%)\n", (a/b-1)*100}'
+else
+    echo "postgres: skipped ($PG_URL does not answer)"
+fi

@@ -31,6 +31,13 @@ pub enum Command {
         #[arg(long)]
         ready: bool,
     },
+    /// Time argon2id hashes on this machine (what one login costs), to size
+    /// PASSWORD_HASH_CONCURRENCY and to know the login throughput limit.
+    HashCost {
+        /// How many hashes to time.
+        #[arg(long, default_value_t = 20)]
+        rounds: usize,
+    },
     /// Print the OpenAPI document (regenerate the committed copy with
     /// `cargo run --release -- openapi > openapi/openapi.json`).
     Openapi,
@@ -100,6 +107,32 @@ pub fn healthcheck(config: &Config, ready: bool) -> anyhow::Result<()> {
     } else {
         anyhow::bail!("{path} answered {}", String::from_utf8_lossy(&head[9..]))
     }
+}
+
+/// `hash-cost`: the median time of one hash, and the login limit it implies.
+pub async fn hash_cost(rounds: usize) -> anyhow::Result<()> {
+    use crate::auth::password::{M_COST_KIB, P_COST, PasswordHasher, T_COST};
+    let hasher = PasswordHasher::new(1, rounds.max(1));
+    let mut times = Vec::with_capacity(rounds.max(1));
+    for _ in 0..rounds.max(1) {
+        let start = std::time::Instant::now();
+        hasher
+            .hash(secrecy::SecretString::from(
+                "hash cost benchmark".to_owned(),
+            ))
+            .await?;
+        times.push(start.elapsed().as_secs_f64() * 1000.0);
+    }
+    times.sort_by(f64::total_cmp);
+    let median = times[times.len() / 2];
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    println!(
+        "argon2id m={M_COST_KIB} KiB t={T_COST} p={P_COST}: median {median:.2} ms per hash over {} hashes; \
+         limit with {cores} cores: {:.0} hashes/s",
+        times.len(),
+        cores as f64 * 1000.0 / median
+    );
+    Ok(())
 }
 
 /// `admin grant|revoke EMAIL`.

@@ -11,10 +11,22 @@ use clap::Parser;
 #[actix_web::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    // Printing the document needs no configuration, database or key.
-    if let Some(Command::Openapi) = cli.command {
-        print!("{}", auth_api::openapi::document_json());
-        return ExitCode::SUCCESS;
+    // Printing the document and timing hashes need no configuration.
+    match cli.command {
+        Some(Command::Openapi) => {
+            print!("{}", auth_api::openapi::document_json());
+            return ExitCode::SUCCESS;
+        }
+        Some(Command::HashCost { rounds }) => {
+            return match cli::hash_cost(rounds).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        _ => {}
     }
     // A missing .env is normal; a broken one is reported but not fatal.
     if let Err(e) = dotenvy::dotenv()
@@ -37,7 +49,9 @@ async fn main() -> ExitCode {
         Command::Migrate => cli::migrate(&config).await,
         Command::Admin { action } => cli::admin(&config, &action).await,
         Command::Healthcheck { ready } => cli::healthcheck(&config, ready),
-        Command::Openapi => unreachable!("handled before the configuration is read"),
+        Command::Openapi | Command::HashCost { .. } => {
+            unreachable!("handled before the configuration is read")
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
