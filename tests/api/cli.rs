@@ -124,7 +124,7 @@ fn help_lists_the_subcommands() {
     let output = Command::new(BIN).arg("--help").output().unwrap();
     assert!(output.status.success());
     let text = String::from_utf8_lossy(&output.stdout);
-    for word in ["serve", "migrate", "admin"] {
+    for word in ["serve", "migrate", "admin", "healthcheck", "hash-cost", "openapi"] {
         assert!(text.contains(word), "{text}");
     }
 }
@@ -200,4 +200,15 @@ async fn healthcheck_exits_zero_while_the_server_answers_and_non_zero_otherwise(
     assert!(probe(&[], &format!("0.0.0.0:{port}")).status.success());
     drop(server);
     assert!(!probe(&[], &bind).status.success());
+}
+
+#[test]
+fn the_openapi_subcommand_prints_the_committed_document() {
+    let output = Command::new(BIN).arg("openapi").env_clear().output().unwrap();
+    assert!(output.status.success());
+    assert_eq!(
+        String::from_utf8(output.stdout).unwrap(),
+        include_str!("../../openapi/openapi.json"),
+        "regenerate with `cargo run --release -- openapi > openapi/openapi.json`"
+    );
 }
