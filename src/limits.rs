@@ -141,6 +141,21 @@ mod tests {
     }
 
     #[test]
+    fn a_flood_of_distinct_keys_is_forgotten_once_their_budgets_refill() {
+        // 60,000 a minute: one request back every millisecond.
+        let limits = RateLimits::new(60_000);
+        for i in 0..20_000u32 {
+            let ip = IpAddr::from(i.to_be_bytes());
+            assert_eq!(limits.check_ip(Some(ip)), Ok(()));
+            assert_eq!(limits.check_email(&format!("user{i}@example.com")), Ok(()));
+        }
+        assert_eq!(limits.len(), 40_000);
+        std::thread::sleep(Duration::from_millis(20));
+        limits.forget_idle();
+        assert_eq!(limits.len(), 0, "keys with a full budget carry nothing and are dropped");
+    }
+
+    #[test]
     fn retry_after_rounds_up_to_whole_seconds() {
         assert_eq!(seconds_up(Duration::from_millis(1)), 1);
         assert_eq!(seconds_up(Duration::from_millis(2001)), 3);
