@@ -87,7 +87,7 @@ wrk.headers["Content-Type"] = "application/json"
 wrk.body = '{"email":"$EMAIL","password":"$PASSWORD"}'
 LUA
 LOGIN="$(wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" -s "$WORK/login.lua" "$BASE/login" | tee "$WORK/login.txt" | rps)"
-echo "login: $LOGIN logins/s; non-2xx: $(awk '/Non-2xx/ {print $4}' "$WORK/login.txt")"
+echo "login: $LOGIN logins/s; non-2xx answers: $(awk '/Non-2xx/ {print $4}' "$WORK/login.txt" | grep . || echo 0)"
 awk -v a="$LOGIN" -v b="$LIMIT" 'BEGIN {printf "ratio login/argon2 limit: %.2f   (target >= 0.80)\n", a/b}'
 echo "peak RSS so far (login flood included): $(hwm_mib) MiB"
 

@@ -1,6 +1,9 @@
 //! Micro-benchmarks of the hot path and the token primitives:
 //! - `bearer_check`: the whole Bearer extractor path, from the `Authorization`
-//!   header value to the claims (parse, HMAC, claims, revocation set);
+//!   header value to the claims, for a token this thread has verified before
+//!   (what an app's repeated calls cost);
+//! - `bearer_check_first_use`: the same for a token never seen before (parse,
+//!   HMAC, claims, revocation set);
 //! - `sign_access_token`: what `/login` and `/refresh` spend on the JWT;
 //! - `refresh_token_verify` / `refresh_token_mint`: the refresh-token MAC.
 //!
@@ -49,6 +52,21 @@ fn bench(c: &mut Criterion) {
     let header = HeaderValue::from_str(&format!("Bearer {}", issued.token)).expect("a header");
     c.bench_function("bearer_check", |b| {
         b.iter(|| check_bearer(Some(black_box(&header)), &tokens, &revocations).expect("valid"))
+    });
+
+    // A token seen for the first time on this thread: every check from scratch.
+    c.bench_function("bearer_check_first_use", |b| {
+        b.iter_batched(
+            || {
+                let token = tokens
+                    .issue(Uuid::new_v4(), Uuid::new_v4(), Role::User, now)
+                    .expect("signs")
+                    .token;
+                HeaderValue::from_str(&format!("Bearer {token}")).expect("a header")
+            },
+            |header| check_bearer(Some(&header), &tokens, &revocations).expect("valid"),
+            criterion::BatchSize::SmallInput,
+        )
     });
 
     c.bench_function("sign_access_token", |b| {

@@ -152,7 +152,11 @@ mod tests {
         assert_eq!(limits.len(), 40_000);
         std::thread::sleep(Duration::from_millis(20));
         limits.forget_idle();
-        assert_eq!(limits.len(), 0, "keys with a full budget carry nothing and are dropped");
+        assert_eq!(
+            limits.len(),
+            0,
+            "keys with a full budget carry nothing and are dropped"
+        );
     }
 
     #[test]

@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use std::borrow::Cow;
+
 use chrono::{DateTime, Utc};
 use hmac::Mac;
 use jsonwebtoken::{Algorithm, Header};
@@ -55,11 +57,10 @@ impl std::fmt::Display for Role {
     }
 }
 
-/// The claims of an access token (API.md, "Tokens").
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+/// What a verified access token says (its `iss` and `aud` were checked and
+/// are always ours, so they are not carried further).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Claims {
-    pub iss: String,
-    pub aud: String,
     /// The user id.
     pub sub: Uuid,
     /// The session id: what revocation acts on.
@@ -70,6 +71,23 @@ pub struct Claims {
     pub exp: i64,
     /// Unique per token.
     pub jti: Uuid,
+}
+
+/// The claims as they travel in the token (API.md, "Tokens"). `iss` and
+/// `aud` borrow from the decoded payload: verifying allocates nothing for them.
+#[derive(Serialize, Deserialize)]
+struct WireClaims<'a> {
+    #[serde(borrow)]
+    iss: Cow<'a, str>,
+    #[serde(borrow)]
+    aud: Cow<'a, str>,
+    sub: Uuid,
+    sid: Uuid,
+    role: Role,
+    iat: i64,
+    nbf: i64,
+    exp: i64,
+    jti: Uuid,
 }
 
 impl Claims {
@@ -109,7 +127,33 @@ pub struct AccessTokens {
     audience: String,
     leeway: i64,
     ttl: Duration,
+    /// Tells this verifier's entries in the per-thread cache from another's.
+    instance: u64,
 }
+
+/// Verified tokens seen recently by this thread (see [`AccessTokens::verify`]).
+/// Keyed by the signature segment; a hit also needs the same verifier and the
+/// whole token byte for byte, so only the very same string can ever match.
+#[derive(Default)]
+struct VerifiedCache {
+    entries: std::collections::HashMap<Box<str>, CachedToken>,
+}
+
+struct CachedToken {
+    verifier: u64,
+    token: Box<str>,
+    claims: Claims,
+}
+
+/// Entries per thread; the cache is simply emptied when full (at ~600 bytes
+/// an entry, at most a few MiB per worker thread).
+const VERIFIED_CACHE_ENTRIES: usize = 4096;
+
+thread_local! {
+    static VERIFIED: std::cell::RefCell<VerifiedCache> = std::cell::RefCell::default();
+}
+
+static NEXT_INSTANCE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// A freshly signed token and what the client needs to know about it.
 #[derive(Debug)]
@@ -144,6 +188,7 @@ impl AccessTokens {
             audience: audience.to_owned(),
             leeway: i64::try_from(leeway.as_secs()).unwrap_or(i64::MAX),
             ttl,
+            instance: NEXT_INSTANCE.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         }
     }
 
@@ -166,9 +211,9 @@ impl AccessTokens {
     ) -> Result<IssuedToken, jsonwebtoken::errors::Error> {
         let iat = now.timestamp();
         let ttl = i64::try_from(self.ttl.as_secs()).unwrap_or(i64::MAX);
-        let claims = Claims {
-            iss: self.issuer.clone(),
-            aud: self.audience.clone(),
+        let claims = WireClaims {
+            iss: Cow::Borrowed(&self.issuer),
+            aud: Cow::Borrowed(&self.audience),
             sub: user_id,
             sid: session_id,
             role,
@@ -235,10 +280,61 @@ impl AccessTokens {
     ///
     /// The attack table of the integration tests, property tests and a fuzz
     /// target pin this behaviour.
+    ///
+    /// An app sends the same access token with every call for up to fifteen
+    /// minutes, so each worker thread remembers the tokens it verified
+    /// recently: a token that is *exactly* (byte for byte) one that passed
+    /// every check before skips the HMAC and the parse. Time-dependent checks
+    /// (`exp`, `nbf`) are made again on every use, and revocation is checked by
+    /// the caller on every use. The cache is per thread, so the hot path takes
+    /// no lock.
     pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(TokenError::TooLarge);
         }
+        let signature = token.rsplit('.').next().unwrap_or_default();
+        let cached = VERIFIED.with_borrow(|cache| {
+            cache
+                .entries
+                .get(signature)
+                .filter(|hit| hit.verifier == self.instance && &*hit.token == token)
+                .map(|hit| hit.claims.clone())
+        });
+        if let Some(claims) = cached {
+            self.check_times(&claims)?;
+            return Ok(claims);
+        }
+        let claims = self.verify_uncached(token)?;
+        VERIFIED.with_borrow_mut(|cache| {
+            if cache.entries.len() >= VERIFIED_CACHE_ENTRIES {
+                cache.entries.clear();
+            }
+            cache.entries.insert(
+                Box::from(signature),
+                CachedToken {
+                    verifier: self.instance,
+                    token: Box::from(token),
+                    claims: claims.clone(),
+                },
+            );
+        });
+        Ok(claims)
+    }
+
+    /// `exp` and `nbf` against the clock, with the leeway.
+    fn check_times(&self, claims: &Claims) -> Result<(), TokenError> {
+        let now = Utc::now().timestamp();
+        if claims.exp < now.saturating_sub(self.leeway) {
+            return Err(TokenError::Expired);
+        }
+        if claims.nbf > now.saturating_add(self.leeway) {
+            return Err(TokenError::NotYetValid);
+        }
+        Ok(())
+    }
+
+    /// Every check, from scratch.
+    fn verify_uncached(&self, token: &str) -> Result<Claims, TokenError> {
         let mut segments = token.split('.');
         let (Some(header), Some(payload), Some(signature), None) = (
             segments.next(),
@@ -263,17 +359,21 @@ impl AccessTokens {
         let json = URL_SAFE_NO_PAD
             .decode(payload)
             .map_err(|_| TokenError::Malformed)?;
-        let claims: Claims = serde_json::from_slice(&json).map_err(|_| TokenError::Malformed)?;
-        let now = Utc::now().timestamp();
-        if claims.exp < now.saturating_sub(self.leeway) {
-            return Err(TokenError::Expired);
-        }
-        if claims.nbf > now.saturating_add(self.leeway) {
-            return Err(TokenError::NotYetValid);
-        }
-        if claims.iss != self.issuer || claims.aud != self.audience {
+        let claims: WireClaims<'_> =
+            serde_json::from_slice(&json).map_err(|_| TokenError::Malformed)?;
+        if claims.iss != self.issuer.as_str() || claims.aud != self.audience.as_str() {
             return Err(TokenError::WrongIssuerOrAudience);
         }
+        let claims = Claims {
+            sub: claims.sub,
+            sid: claims.sid,
+            role: claims.role,
+            iat: claims.iat,
+            nbf: claims.nbf,
+            exp: claims.exp,
+            jti: claims.jti,
+        };
+        self.check_times(&claims)?;
         Ok(claims)
     }
 }
@@ -328,6 +428,56 @@ mod tests {
             tokens(&"b".repeat(32)).verify(&issued.token),
             Err(TokenError::UnknownKey)
         );
+    }
+
+    #[test]
+    fn a_remembered_token_still_expires() {
+        let t = AccessTokens::new(
+            Keyring::new(&SecretString::from("e".repeat(32)), &[]),
+            "auth-api",
+            "mobile",
+            Duration::ZERO,
+            Duration::from_secs(1),
+        );
+        let issued = t
+            .issue(Uuid::new_v4(), Uuid::new_v4(), Role::User, Utc::now())
+            .unwrap();
+        assert!(t.verify(&issued.token).is_ok());
+        assert!(t.verify(&issued.token).is_ok(), "from the cache");
+        std::thread::sleep(Duration::from_millis(2100));
+        assert_eq!(t.verify(&issued.token), Err(TokenError::Expired));
+    }
+
+    #[test]
+    fn a_remembered_signature_on_another_payload_is_refused() {
+        let t = tokens(&"k".repeat(32));
+        let issued = t
+            .issue(Uuid::new_v4(), Uuid::new_v4(), Role::User, Utc::now())
+            .unwrap();
+        assert!(t.verify(&issued.token).is_ok());
+        let parts: Vec<&str> = issued.token.split('.').collect();
+        let claims = URL_SAFE_NO_PAD.decode(parts[1]).unwrap();
+        let forged = String::from_utf8(claims)
+            .unwrap()
+            .replace("\"user\"", "\"admin\"");
+        let tampered = format!(
+            "{}.{}.{}",
+            parts[0],
+            URL_SAFE_NO_PAD.encode(forged),
+            parts[2]
+        );
+        assert_eq!(t.verify(&tampered), Err(TokenError::BadSignature));
+    }
+
+    #[test]
+    fn a_token_remembered_by_one_verifier_is_not_trusted_by_another() {
+        let a = tokens(&"a".repeat(32));
+        let b = tokens(&"b".repeat(32));
+        let issued = a
+            .issue(Uuid::new_v4(), Uuid::new_v4(), Role::User, Utc::now())
+            .unwrap();
+        assert!(a.verify(&issued.token).is_ok());
+        assert_eq!(b.verify(&issued.token), Err(TokenError::UnknownKey));
     }
 
     #[test]

@@ -50,12 +50,14 @@ impl ServerKey {
         let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
         header.kid = Some(kid.clone());
         let header_json = serde_json::to_vec(&header).expect("a header serialises");
+        let header_segment = URL_SAFE_NO_PAD.encode(header_json);
+        let jwt_mac =
+            <Hmac<Sha256> as Mac>::new_from_slice(bytes).expect("HMAC accepts keys of any length");
         Self {
-            header_segment: URL_SAFE_NO_PAD.encode(header_json),
+            header_segment,
+            jwt_mac,
             kid,
             encoding: EncodingKey::from_secret(bytes),
-            jwt_mac: <Hmac<Sha256> as Mac>::new_from_slice(bytes)
-                .expect("HMAC accepts keys of any length"),
             refresh_mac: <Hmac<Sha256> as Mac>::new_from_slice(&refresh_key)
                 .expect("HMAC accepts keys of any length"),
         }

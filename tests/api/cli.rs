@@ -124,7 +124,14 @@ fn help_lists_the_subcommands() {
     let output = Command::new(BIN).arg("--help").output().unwrap();
     assert!(output.status.success());
     let text = String::from_utf8_lossy(&output.stdout);
-    for word in ["serve", "migrate", "admin", "healthcheck", "hash-cost", "openapi"] {
+    for word in [
+        "serve",
+        "migrate",
+        "admin",
+        "healthcheck",
+        "hash-cost",
+        "openapi",
+    ] {
         assert!(text.contains(word), "{text}");
     }
 }
@@ -204,7 +211,11 @@ async fn healthcheck_exits_zero_while_the_server_answers_and_non_zero_otherwise(
 
 #[test]
 fn the_openapi_subcommand_prints_the_committed_document() {
-    let output = Command::new(BIN).arg("openapi").env_clear().output().unwrap();
+    let output = Command::new(BIN)
+        .arg("openapi")
+        .env_clear()
+        .output()
+        .unwrap();
     assert!(output.status.success());
     assert_eq!(
         String::from_utf8(output.stdout).unwrap(),
