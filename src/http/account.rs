@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::extract::{Authenticated, ClientInfo};
+use super::extract::{Authenticated, ClientInfo, JsonObject};
 use super::tokens::SecretStringField;
 use super::{AppState, resource};
 use crate::auth::Role;
@@ -62,10 +62,10 @@ pub struct UserResponse {
 pub async fn register(
     state: web::Data<AppState>,
     client: ClientInfo,
-    body: web::Json<RegisterRequest>,
+    body: JsonObject<RegisterRequest>,
 ) -> Result<HttpResponse, ApiError> {
     state.limits.check_ip(client.ip)?;
-    let body = body.into_inner();
+    let body = body.0;
     let email = normalize_email(&body.email).ok_or(ApiError::InvalidEmail)?;
     check_password_policy(body.password.0.expose_secret())?;
     let hash = state.hasher.hash(body.password.0).await?;
@@ -142,10 +142,10 @@ pub async fn change_password(
     state: web::Data<AppState>,
     caller: Authenticated,
     client: ClientInfo,
-    body: web::Json<ChangePasswordRequest>,
+    body: JsonObject<ChangePasswordRequest>,
 ) -> Result<HttpResponse, ApiError> {
     state.limits.check_ip(client.ip)?;
-    let body = body.into_inner();
+    let body = body.0;
     let claims = caller.0;
     let user = state.store.find_user(claims.sub).await?;
     let verified = state

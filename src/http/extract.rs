@@ -160,6 +160,31 @@ pub fn client_ip(req: &HttpRequest, trust_forwarded_for: bool) -> Option<IpAddr>
     req.peer_addr().map(|addr| addr.ip())
 }
 
+/// A JSON request body that must be an object.
+///
+/// serde accepts a struct written as an array of its fields (`["a@b", "pw"]`
+/// for `{"email", "password"}`); the contract says bodies are objects, so the
+/// body is read as an object first (with [`json_config`]'s limits and errors),
+/// then mapped onto `T` by field name.
+#[derive(Debug)]
+pub struct JsonObject<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned> FromRequest for JsonObject<T> {
+    type Error = actix_web::Error;
+    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Self, Self::Error>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let object =
+            web::Json::<serde_json::Map<String, serde_json::Value>>::from_request(req, payload);
+        Box::pin(async move {
+            let object = object.await?.into_inner();
+            serde_json::from_value(serde_json::Value::Object(object))
+                .map(JsonObject)
+                .map_err(|e| ApiError::InvalidRequest(describe_json_error(&e)).into())
+        })
+    }
+}
+
 /// JSON bodies: at most 16 KiB, `application/json`, and every rejection as a JSON error.
 pub fn json_config() -> web::JsonConfig {
     web::JsonConfig::default()
@@ -192,6 +217,8 @@ fn describe_json_error(err: &serde_json::Error) -> String {
             let text = text.split(" at line ").next().unwrap_or(&text);
             if text.starts_with("missing field") {
                 format!("invalid request body: {text}")
+            } else if text.contains("expected a map") {
+                "the request body must be a JSON object".into()
             } else {
                 "invalid request body: a field has the wrong type".into()
             }

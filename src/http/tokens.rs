@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::extract::{Authenticated, ClientInfo};
+use super::extract::{Authenticated, ClientInfo, JsonObject};
 use super::{AppState, resource};
 use crate::auth::Role;
 use crate::auth::credentials::normalize_email;
@@ -126,13 +126,13 @@ fn add(now: DateTime<Utc>, duration: std::time::Duration) -> DateTime<Utc> {
 pub async fn login(
     state: web::Data<AppState>,
     client: ClientInfo,
-    body: web::Json<LoginRequest>,
+    body: JsonObject<LoginRequest>,
 ) -> Result<HttpResponse, ApiError> {
     if let Err(retry) = state.limits.check_ip(client.ip) {
         state.telemetry.login_rate_limited(client.ip, false);
         return Err(retry.into());
     }
-    let body = body.into_inner();
+    let body = body.0;
     let device_name = match body.device_name.map(|d| d.trim().to_owned()) {
         Some(d) if d.chars().count() > MAX_DEVICE_NAME_CHARS => {
             return Err(ApiError::InvalidRequest(format!(
@@ -216,9 +216,9 @@ pub async fn login(
 )]
 pub async fn refresh(
     state: web::Data<AppState>,
-    body: web::Json<RefreshRequest>,
+    body: JsonObject<RefreshRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let result = rotate(&state, body.refresh_token.0.expose_secret()).await;
+    let result = rotate(&state, body.0.refresh_token.0.expose_secret()).await;
     match &result {
         Ok((_, outcome)) => state.telemetry.refreshed(*outcome),
         // Reuse was counted where it was detected.
@@ -359,10 +359,10 @@ async fn revoke_for_reuse(
 )]
 pub async fn logout(
     state: web::Data<AppState>,
-    body: web::Json<RefreshRequest>,
+    body: JsonObject<RefreshRequest>,
 ) -> Result<HttpResponse, ApiError> {
     if let Some(presented) =
-        refresh::verify(state.tokens.keys(), body.refresh_token.0.expose_secret())
+        refresh::verify(state.tokens.keys(), body.0.refresh_token.0.expose_secret())
     {
         let now = Utc::now();
         if state

@@ -137,3 +137,28 @@ async fn responses_carry_the_security_headers() {
     assert_eq!(response.headers()["x-content-type-options"], "nosniff");
     assert!(!response.headers().contains_key("server"));
 }
+
+#[tokio::test]
+async fn a_body_that_is_json_but_not_an_object_is_a_400() {
+    let app = spawn_app().await;
+    let login = app.new_login().await;
+    // serde would read `["token"]` as a struct; the contract says objects only.
+    for body in [
+        json!([login.refresh_token]),
+        json!([login.email, crate::helpers::PASSWORD]),
+        json!("a string"),
+        json!(42),
+        json!(null),
+    ] {
+        for path in ["/register", "/login", "/refresh", "/logout"] {
+            let response = app.post_json(path, &body).await;
+            let error = assert_error(response, StatusCode::BAD_REQUEST, "invalid_request").await;
+            assert_eq!(
+                error["message"], "the request body must be a JSON object",
+                "{path} {body}"
+            );
+        }
+    }
+    // The array did not log the session out.
+    assert_eq!(app.me(&login.access_token).await.status(), StatusCode::OK);
+}

@@ -52,6 +52,24 @@ impl Cluster {
             .unwrap()
     }
 
+    async fn refresh(&self, server: &ServerProcess, token: &str) -> reqwest::Response {
+        self.post(server, "/refresh", json!({"refresh_token": token}))
+            .await
+    }
+
+    /// The shared database, opened as the store the servers use.
+    async fn store(&self) -> auth_api::store::Store {
+        auth_api::store::Store::connect(
+            &secrecy::SecretString::from(self.database_url.clone()),
+            &auth_api::store::PoolSettings {
+                max_connections: 1,
+                acquire_timeout: Duration::from_secs(5),
+            },
+        )
+        .await
+        .unwrap()
+    }
+
     async fn new_login(&self, server: &ServerProcess) -> Login {
         let email = unique_email();
         let r = self
@@ -107,13 +125,7 @@ async fn an_access_token_from_one_instance_is_accepted_by_the_other() {
     let login = c.new_login(&c.a).await;
     assert_eq!(c.me_status(&c.b, &login.access_token).await, StatusCode::OK);
     // And a refresh on B of a session started on A works.
-    let r = c
-        .post(
-            &c.b,
-            "/refresh",
-            json!({"refresh_token": login.refresh_token}),
-        )
-        .await;
+    let r = c.refresh(&c.b, &login.refresh_token).await;
     assert_eq!(r.status(), StatusCode::OK);
 }
 
@@ -122,15 +134,7 @@ async fn concurrent_refreshes_on_both_instances_rotate_once_per_round() {
     let _ = require_postgres!();
     let c = cluster(&[]).await.unwrap();
     let mut token = c.new_login(&c.a).await.refresh_token;
-    let store = auth_api::store::Store::connect(
-        &secrecy::SecretString::from(c.database_url.clone()),
-        &auth_api::store::PoolSettings {
-            max_connections: 1,
-            acquire_timeout: Duration::from_secs(5),
-        },
-    )
-    .await
-    .unwrap();
+    let store = c.store().await;
     let session_id = auth_api::auth::refresh::verify(
         &auth_api::auth::Keyring::new(&secrecy::SecretString::from(SECRET.to_owned()), &[]),
         &token,
@@ -171,31 +175,13 @@ async fn a_replay_after_the_grace_on_one_instance_revokes_a_session_rotated_on_t
     let _ = require_postgres!();
     let c = cluster(&[("REFRESH_REUSE_GRACE", "1")]).await.unwrap();
     let login = c.new_login(&c.a).await;
-    let r = c
-        .post(
-            &c.a,
-            "/refresh",
-            json!({"refresh_token": login.refresh_token}),
-        )
-        .await;
+    let r = c.refresh(&c.a, &login.refresh_token).await;
     let next = login_from_body(&login.email, r.json().await.unwrap());
     tokio::time::sleep(Duration::from_millis(2100)).await;
 
-    let r = c
-        .post(
-            &c.b,
-            "/refresh",
-            json!({"refresh_token": login.refresh_token}),
-        )
-        .await;
+    let r = c.refresh(&c.b, &login.refresh_token).await;
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
-    let r = c
-        .post(
-            &c.a,
-            "/refresh",
-            json!({"refresh_token": next.refresh_token}),
-        )
-        .await;
+    let r = c.refresh(&c.a, &next.refresh_token).await;
     assert_eq!(
         r.status(),
         StatusCode::UNAUTHORIZED,
@@ -265,15 +251,7 @@ async fn every_kind_of_revocation_reaches_the_other_instance_within_two_seconds(
 
     // admin revoke on A
     let admin = c.new_login(&c.a).await;
-    let store = auth_api::store::Store::connect(
-        &secrecy::SecretString::from(c.database_url.clone()),
-        &auth_api::store::PoolSettings {
-            max_connections: 1,
-            acquire_timeout: Duration::from_secs(5),
-        },
-    )
-    .await
-    .unwrap();
+    let store = c.store().await;
     store
         .set_role(
             &admin.email,
@@ -297,20 +275,9 @@ async fn every_kind_of_revocation_reaches_the_other_instance_within_two_seconds(
 
     // reuse detected on A
     let login = c.new_login(&c.b).await;
-    c.post(
-        &c.a,
-        "/refresh",
-        json!({"refresh_token": login.refresh_token}),
-    )
-    .await;
+    c.refresh(&c.a, &login.refresh_token).await;
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    let r = c
-        .post(
-            &c.a,
-            "/refresh",
-            json!({"refresh_token": login.refresh_token}),
-        )
-        .await;
+    let r = c.refresh(&c.a, &login.refresh_token).await;
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     c.assert_refused_soon(&c.b, &login.access_token, "reuse detected")
         .await;
