@@ -5,6 +5,8 @@ WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
 COPY migrations ./migrations
+# Cargo.toml names the bench targets; cargo refuses a manifest whose targets are missing.
+COPY benches ./benches
 RUN cargo build --release --locked && strip target/release/auth-api
 
 FROM debian:bookworm-slim

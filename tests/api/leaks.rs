@@ -117,6 +117,14 @@ async fn no_password_token_or_secret_appears_in_debug_logs() {
     assert!(log.contains("DEBUG"), "logging ran at debug:\n{log}");
     assert!(log.contains("audit: login succeeded"), "{log}");
     assert!(log.contains("audit: refresh token reuse detected"), "{log}");
+    // One audit line per security event, with ids.
+    for event in [
+        "audit: user registered user=",
+        "audit: login failed ip=127.0.0.1",
+        "audit: password changed user=",
+    ] {
+        assert!(log.contains(event), "no {event:?} line in:\n{log}");
+    }
     let forbidden = [
         ("the password", PASSWORD),
         ("the new password", NEW_PASSWORD),
