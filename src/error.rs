@@ -217,3 +217,73 @@ impl From<jsonwebtoken::errors::Error> for ApiError {
         ApiError::Internal(anyhow::Error::new(err).context("signing an access token"))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::body::MessageBody;
+
+    fn body_of(err: ApiError) -> (StatusCode, serde_json::Value) {
+        let response = err.error_response();
+        let status = response.status();
+        let bytes = response.into_body().try_into_bytes().expect("a body");
+        (status, serde_json::from_slice(&bytes).expect("JSON"))
+    }
+
+    #[test]
+    fn an_internal_error_says_nothing_of_its_cause() {
+        let cause = anyhow::anyhow!("connection to postgres://admin:hunter2@db failed");
+        let (status, body) = body_of(ApiError::Internal(cause));
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(
+            body,
+            serde_json::json!({"error": "internal_error", "message": "internal error"})
+        );
+    }
+
+    #[test]
+    fn every_error_has_its_contract_status_and_code() {
+        for (err, status, code) in [
+            (ApiError::InvalidRequest("x".into()), 400, "invalid_request"),
+            (ApiError::NotFound, 404, "not_found"),
+            (
+                ApiError::MethodNotAllowed { allow: "GET" },
+                405,
+                "method_not_allowed",
+            ),
+            (ApiError::PayloadTooLarge, 413, "payload_too_large"),
+            (
+                ApiError::UnsupportedMediaType,
+                415,
+                "unsupported_media_type",
+            ),
+            (
+                ApiError::TooManyRequests { retry_after: 3 },
+                429,
+                "too_many_requests",
+            ),
+            (ApiError::Unavailable { retry_after: 1 }, 503, "unavailable"),
+            (ApiError::EmailTaken, 409, "email_taken"),
+            (ApiError::InvalidEmail, 422, "invalid_email"),
+            (
+                ApiError::WeakPassword(WeakPassword::Common),
+                422,
+                "weak_password",
+            ),
+            (ApiError::InvalidCredentials, 401, "invalid_credentials"),
+            (ApiError::InvalidGrant, 401, "invalid_grant"),
+            (ApiError::MissingToken, 401, "missing_token"),
+            (
+                ApiError::InvalidToken(TokenError::Expired),
+                401,
+                "invalid_token",
+            ),
+            (ApiError::InsufficientRole, 403, "insufficient_role"),
+        ] {
+            let (got, body) = body_of(err);
+            assert_eq!(got.as_u16(), status, "{code}");
+            assert_eq!(body["error"], code);
+            assert!(body["message"].is_string());
+        }
+    }
+}

@@ -223,3 +223,12 @@ fn the_openapi_subcommand_prints_the_committed_document() {
         "regenerate with `cargo run --release -- openapi > openapi/openapi.json`"
     );
 }
+
+#[test]
+fn settings_are_read_from_a_dot_env_file_too() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join(".env"), "ACCESS_TOKEN_TTL=not-a-number\n").unwrap();
+    let output = command(dir.path()).output().unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("ACCESS_TOKEN_TTL"));
+}
