@@ -373,20 +373,8 @@ async fn a_request_without_a_bearer_token_is_401_missing_token() {
     let app = spawn_app().await;
     let login = app.new_login().await;
     let no_header = app.client.get(app.url("/me")).send().await.unwrap();
-    let basic = app
-        .client
-        .get(app.url("/me"))
-        .header("authorization", "Basic dXNlcjpwYXNz")
-        .send()
-        .await
-        .unwrap();
-    let token_without_scheme = app
-        .client
-        .get(app.url("/me"))
-        .header("authorization", login.access_token.as_str())
-        .send()
-        .await
-        .unwrap();
+    let basic = app.me_with_authorization("Basic dXNlcjpwYXNz").await;
+    let token_without_scheme = app.me_with_authorization(login.access_token.as_str()).await;
     for response in [no_header, basic, token_without_scheme] {
         assert_eq!(response.headers()["www-authenticate"], "Bearer");
         assert_error(response, StatusCode::UNAUTHORIZED, "missing_token").await;
@@ -397,13 +385,7 @@ async fn a_request_without_a_bearer_token_is_401_missing_token() {
 async fn an_empty_or_malformed_bearer_value_is_401_invalid_token() {
     let app = spawn_app().await;
     for value in ["Bearer", "Bearer ", "Bearer a b", "Bearer ä"] {
-        let response = app
-            .client
-            .get(app.url("/me"))
-            .header("authorization", value)
-            .send()
-            .await
-            .unwrap();
+        let response = app.me_with_authorization(value).await;
         assert_error(response, StatusCode::UNAUTHORIZED, "invalid_token").await;
     }
 }
@@ -413,12 +395,8 @@ async fn the_bearer_scheme_is_case_insensitive() {
     let app = spawn_app().await;
     let login = app.new_login().await;
     let response = app
-        .client
-        .get(app.url("/me"))
-        .header("authorization", format!("bearer {}", login.access_token))
-        .send()
-        .await
-        .unwrap();
+        .me_with_authorization(format!("bearer {}", login.access_token))
+        .await;
     assert_eq!(response.status(), StatusCode::OK);
 }
 

@@ -252,15 +252,35 @@ impl TestApp {
         login_from_body(&login.email, response.json().await.expect("token response"))
     }
 
-    /// The session's stored generation (how many times it rotated).
-    pub async fn generation(&self, session_id: Uuid) -> i64 {
+    /// The session's row, if it still exists.
+    pub async fn session(&self, session_id: Uuid) -> Option<auth_api::store::Session> {
         self.state
             .store
             .find_session(session_id)
             .await
             .expect("store answers")
+    }
+
+    /// The session's stored generation (how many times it rotated).
+    pub async fn generation(&self, session_id: Uuid) -> i64 {
+        self.session(session_id)
+            .await
             .expect("session exists")
             .generation
+    }
+
+    /// `GET /me` with a raw `Authorization` header value.
+    pub async fn me_with_authorization(
+        &self,
+        value: impl TryInto<reqwest::header::HeaderValue, Error: std::fmt::Debug>,
+    ) -> Response {
+        let value = value.try_into().expect("a header value");
+        self.client
+            .get(self.url("/me"))
+            .header("authorization", value)
+            .send()
+            .await
+            .expect("request sent")
     }
 
     /// Makes this email an admin, as the `admin grant` subcommand does.

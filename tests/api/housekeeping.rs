@@ -71,28 +71,14 @@ async fn the_background_task_removes_ended_sessions_by_itself() {
 
     let mut gone = false;
     for _ in 0..50 {
-        if app
-            .state
-            .store
-            .find_session(revoked.session_id)
-            .await
-            .unwrap()
-            .is_none()
-        {
+        if app.session(revoked.session_id).await.is_none() {
             gone = true;
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(gone, "the revoked session was deleted");
-    assert!(
-        app.state
-            .store
-            .find_session(active.session_id)
-            .await
-            .unwrap()
-            .is_some()
-    );
+    assert!(app.session(active.session_id).await.is_some());
     // The revoked session's access token stays refused after its row is gone.
     assert_eq!(
         app.me(&revoked.access_token).await.status(),

@@ -168,13 +168,7 @@ async fn device_name_and_user_agent_are_recorded_with_the_session() {
         .await
         .unwrap();
     let login = crate::helpers::login_from_body(&email, response.json().await.unwrap());
-    let session = app
-        .state
-        .store
-        .find_session(login.session_id)
-        .await
-        .unwrap()
-        .unwrap();
+    let session = app.session(login.session_id).await.unwrap();
     assert_eq!(session.device_name.as_deref(), Some("Alice's iPhone"));
     let agent = session.user_agent.unwrap();
     assert!(

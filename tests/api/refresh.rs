@@ -65,11 +65,8 @@ async fn a_replay_after_the_grace_revokes_the_whole_session() {
     let response = app.me(&login.access_token).await;
     assert_error(response, StatusCode::UNAUTHORIZED, "invalid_token").await;
     assert!(
-        app.state
-            .store
-            .find_session(login.session_id)
+        app.session(login.session_id)
             .await
-            .unwrap()
             .unwrap()
             .revoked_at
             .is_some()
@@ -209,13 +206,7 @@ async fn the_database_never_holds_a_usable_refresh_token() {
     let login = app.new_login().await;
     let next = app.refresh_ok(&login).await;
     // Every column of the session row, as text: none is (or contains) a token.
-    let session = app
-        .state
-        .store
-        .find_session(login.session_id)
-        .await
-        .unwrap()
-        .unwrap();
+    let session = app.session(login.session_id).await.unwrap();
     let row = format!("{session:?}");
     for token in [&login.refresh_token, &next.refresh_token] {
         assert!(!row.contains(token.as_str()));
