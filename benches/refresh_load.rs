@@ -139,13 +139,14 @@ async fn main() {
         let session = NewSession {
             id: Uuid::new_v4(),
             user_id: user.id,
+            credential_version: user.credential_version,
             device_name: Some("load".into()),
             user_agent: None,
             now,
             idle_expires_at: now + chrono::Duration::days(30),
             expires_at: now + chrono::Duration::days(90),
         };
-        store.create_session(&session).await.expect("a session");
+        assert!(store.create_session(&session).await.expect("a session"));
         tokens.push(refresh::mint(&keys, session.id, 0));
     }
     store.close().await;

@@ -74,6 +74,8 @@ pub struct SessionConfig {
     pub retention: Duration,
     /// How often the housekeeping task deletes a batch of ended sessions.
     pub cleanup_interval: Duration,
+    /// Active sessions per user; a login beyond it revokes the least recently used.
+    pub max_per_user: u32,
 }
 
 /// Bounds on the password hasher (argon2id is ~19 MiB and tens of ms per hash).
@@ -164,9 +166,11 @@ impl Config {
         let sessions = SessionConfig {
             refresh_ttl: seconds("REFRESH_TOKEN_TTL", 2_592_000, 1)?,
             max_lifetime: seconds("SESSION_MAX_LIFETIME", 7_776_000, 1)?,
-            reuse_grace: seconds("REFRESH_REUSE_GRACE", 10, 0)?,
+            reuse_grace: seconds("REFRESH_REUSE_GRACE", 120, 0)?,
             retention: seconds("SESSION_RETENTION", 7 * 86_400, 0)?,
             cleanup_interval: seconds("SESSION_CLEANUP_INTERVAL", 60, 1)?,
+            max_per_user: u32::try_from(number("MAX_SESSIONS_PER_USER", 100, 1)?)
+                .map_err(|_| ConfigError::new("MAX_SESSIONS_PER_USER", "is too large"))?,
         };
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let passwords = PasswordConfig {
@@ -272,7 +276,8 @@ mod tests {
         assert_eq!(c.jwt.access_ttl, Duration::from_secs(900));
         assert_eq!(c.sessions.refresh_ttl, Duration::from_secs(2_592_000));
         assert_eq!(c.sessions.max_lifetime, Duration::from_secs(7_776_000));
-        assert_eq!(c.sessions.reuse_grace, Duration::from_secs(10));
+        assert_eq!(c.sessions.reuse_grace, Duration::from_secs(120));
+        assert_eq!(c.sessions.max_per_user, 100);
         assert_eq!(c.auth_rate_limit, 20);
         assert!(!c.trust_forwarded_for);
         assert!(c.jwt.secret.is_none());
@@ -304,6 +309,7 @@ mod tests {
             "SESSION_MAX_LIFETIME",
             "REFRESH_REUSE_GRACE",
             "AUTH_RATE_LIMIT",
+            "MAX_SESSIONS_PER_USER",
         ] {
             let err = config(&[(var, "soon")]).unwrap_err();
             assert_eq!(err.var, var);

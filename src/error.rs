@@ -13,6 +13,7 @@ use serde::Serialize;
 
 use crate::auth::credentials::WeakPassword;
 use crate::auth::{HashError, TokenError};
+use crate::sessions::{RefreshRefusal, SessionError};
 use crate::store::StoreError;
 
 /// Seconds a client should wait after a `503` from a saturated hasher or a database outage.
@@ -27,6 +28,11 @@ pub struct ErrorBody {
     /// Text for humans; may change.
     #[schema(example = "the request body is not valid JSON")]
     pub message: String,
+    /// Why, where API.md names reasons: on `invalid_grant` from `/refresh`,
+    /// one of `expired`, `revoked`, `reuse_detected`, `superseded`, `invalid`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = "expired")]
+    pub reason: Option<&'static str>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -56,8 +62,8 @@ pub enum ApiError {
     WeakPassword(WeakPassword),
     #[error("the email or password is wrong")]
     InvalidCredentials,
-    #[error("the refresh token is invalid, expired, revoked or reused; sign in again")]
-    InvalidGrant,
+    #[error("{}", refusal_message(*.0))]
+    InvalidGrant(RefreshRefusal),
 
     #[error("an access token is required (Authorization: Bearer <token>)")]
     MissingToken,
@@ -83,7 +89,7 @@ impl ApiError {
             ApiError::InvalidEmail => "invalid_email",
             ApiError::WeakPassword(_) => "weak_password",
             ApiError::InvalidCredentials => "invalid_credentials",
-            ApiError::InvalidGrant => "invalid_grant",
+            ApiError::InvalidGrant(_) => "invalid_grant",
             ApiError::MissingToken => "missing_token",
             ApiError::InvalidToken(_) => "invalid_token",
             ApiError::InsufficientRole => "insufficient_role",
@@ -111,7 +117,7 @@ impl ResponseError for ApiError {
             ApiError::EmailTaken => StatusCode::CONFLICT,
             ApiError::InvalidEmail | ApiError::WeakPassword(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::InvalidCredentials
-            | ApiError::InvalidGrant
+            | ApiError::InvalidGrant(_)
             | ApiError::MissingToken
             | ApiError::InvalidToken(_) => StatusCode::UNAUTHORIZED,
             ApiError::InsufficientRole => StatusCode::FORBIDDEN,
@@ -169,9 +175,14 @@ impl ResponseError for ApiError {
         } else {
             self.to_string()
         };
+        let reason = match self {
+            ApiError::InvalidGrant(refusal) => Some(refusal.as_str()),
+            _ => None,
+        };
         response.json(ErrorBody {
             error: self.code(),
             message,
+            reason,
         })
     }
 }
@@ -186,6 +197,34 @@ impl From<StoreError> for ApiError {
             }
             StoreError::Other(e) => ApiError::Internal(anyhow::Error::new(e).context("database")),
         }
+    }
+}
+
+impl From<SessionError> for ApiError {
+    fn from(err: SessionError) -> Self {
+        match err {
+            SessionError::Refused(refusal) => ApiError::InvalidGrant(refusal),
+            // The password was right, but not the current one any more.
+            SessionError::CredentialChanged => ApiError::InvalidCredentials,
+            SessionError::Contended => ApiError::unavailable(),
+            SessionError::Store(e) => e.into(),
+            SessionError::Signing(e) => e.into(),
+        }
+    }
+}
+
+/// What an app should do, per reason (API.md, "Why a refresh failed").
+fn refusal_message(refusal: RefreshRefusal) -> &'static str {
+    match refusal {
+        RefreshRefusal::Expired => "the refresh token has expired; sign in again",
+        RefreshRefusal::Revoked => "the session has ended; sign in again",
+        RefreshRefusal::ReuseDetected => {
+            "this refresh token was used before; the session is revoked, sign in again"
+        }
+        RefreshRefusal::Superseded => {
+            "a newer refresh token replaced this one; keep using the newest (you are still signed in)"
+        }
+        RefreshRefusal::Invalid => "the refresh token is not valid; sign in again",
     }
 }
 
@@ -271,7 +310,11 @@ mod tests {
                 "weak_password",
             ),
             (ApiError::InvalidCredentials, 401, "invalid_credentials"),
-            (ApiError::InvalidGrant, 401, "invalid_grant"),
+            (
+                ApiError::InvalidGrant(RefreshRefusal::Expired),
+                401,
+                "invalid_grant",
+            ),
             (ApiError::MissingToken, 401, "missing_token"),
             (
                 ApiError::InvalidToken(TokenError::Expired),
@@ -284,6 +327,23 @@ mod tests {
             assert_eq!(got.as_u16(), status, "{code}");
             assert_eq!(body["error"], code);
             assert!(body["message"].is_string());
+            assert_eq!(body.get("reason").is_some(), code == "invalid_grant");
+        }
+    }
+
+    #[test]
+    fn invalid_grant_says_why() {
+        for (refusal, reason) in [
+            (RefreshRefusal::Expired, "expired"),
+            (RefreshRefusal::Revoked, "revoked"),
+            (RefreshRefusal::ReuseDetected, "reuse_detected"),
+            (RefreshRefusal::Superseded, "superseded"),
+            (RefreshRefusal::Invalid, "invalid"),
+        ] {
+            let (status, body) = body_of(ApiError::InvalidGrant(refusal));
+            assert_eq!(status, StatusCode::UNAUTHORIZED);
+            assert_eq!(body["error"], "invalid_grant");
+            assert_eq!(body["reason"], reason);
         }
     }
 }

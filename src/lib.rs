@@ -9,6 +9,8 @@
 //! - [`startup`]: builds the [`startup::Application`] (keys, store, routes, background tasks);
 //! - [`config`]: every setting, read once from the environment;
 //! - [`http`]: handlers, one file per resource, and the extractors (Bearer check);
+//! - [`sessions`]: the sessions service, the one place that starts, rotates
+//!   and ends sessions (database write, revocation set, audit and metrics);
 //! - [`error`]: [`error::ApiError`], the only place errors become HTTP answers;
 //! - [`store`]: users and sessions on SQLite or PostgreSQL; knows nothing of HTTP;
 //! - [`auth`]: keys, tokens, revocations, passwords; knows nothing of HTTP or storage;
@@ -16,16 +18,19 @@
 //! - [`revocation_sync`]: revocations pushed between instances (PostgreSQL LISTEN/NOTIFY);
 //! - [`limits`]: rate limits per client IP and per email;
 //! - [`telemetry`]: Prometheus metrics and audit log lines;
+//! - [`clock`]: the injectable time every session and token rule is decided at;
 //! - [`cli`]: the command line (serve, migrate, admin).
 
 pub mod auth;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod error;
 pub mod http;
 pub mod limits;
 pub mod openapi;
 pub mod revocation_sync;
+pub mod sessions;
 pub mod startup;
 pub mod store;
 pub mod telemetry;

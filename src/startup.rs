@@ -13,14 +13,15 @@ use actix_web::dev::{Server, Service};
 use actix_web::middleware::{DefaultHeaders, Logger};
 use actix_web::{App, HttpServer, web};
 use anyhow::Context;
-use chrono::Utc;
 use secrecy::SecretString;
 use tokio::task::JoinHandle;
 
 use crate::auth::keys::{Keyring, load_or_create_key_file};
 use crate::auth::{AccessTokens, PasswordHasher, RevocationSet};
+use crate::clock::{SharedClock, SystemClock};
 use crate::config::Config;
 use crate::http::{self, AppState};
+use crate::sessions::Sessions;
 use crate::store::{PoolSettings, Store};
 
 /// How often expired revocations are pruned from memory.
@@ -59,7 +60,17 @@ impl Application {
         config: Config,
         listener: TcpListener,
     ) -> anyhow::Result<Self> {
-        let state = web::Data::new(build_state(&config).await?);
+        Self::build_with_clock(config, listener, Arc::new(SystemClock)).await
+    }
+
+    /// As [`Application::build_with_listener`], on a clock the caller gives
+    /// (tests move it forward instead of sleeping).
+    pub async fn build_with_clock(
+        config: Config,
+        listener: TcpListener,
+        clock: SharedClock,
+    ) -> anyhow::Result<Self> {
+        let state = web::Data::new(build_state(&config, clock).await?);
         let port = listener.local_addr()?.port();
         let tasks = spawn_housekeeping(state.clone().into_inner(), revocation_memory(&config));
 
@@ -134,17 +145,20 @@ impl Application {
     }
 }
 
-/// Keys, database, hasher and revocation set, ready to serve.
-async fn build_state(config: &Config) -> anyhow::Result<AppState> {
+/// Keys, database, hasher, revocation set and services, ready to serve.
+async fn build_state(config: &Config, clock: SharedClock) -> anyhow::Result<AppState> {
     let secret = resolve_secret(config)?;
     let keys = Keyring::new(&secret, &config.jwt.previous_secrets);
     let kid = keys.current().kid().to_owned();
-    let tokens = AccessTokens::new(
-        keys,
-        &config.jwt.issuer,
-        &config.jwt.audience,
-        config.jwt.leeway,
-        config.jwt.access_ttl,
+    let tokens = Arc::new(
+        AccessTokens::new(
+            keys,
+            &config.jwt.issuer,
+            &config.jwt.audience,
+            config.jwt.leeway,
+            config.jwt.access_ttl,
+        )
+        .with_clock(clock.clone()),
     );
 
     let store = Store::connect(
@@ -181,14 +195,24 @@ async fn build_state(config: &Config) -> anyhow::Result<AppState> {
         revocations.len(),
     );
 
+    let telemetry = Arc::new(crate::telemetry::Telemetry::new());
+    let sessions = Sessions::new(
+        store.clone(),
+        tokens.clone(),
+        revocations.clone(),
+        telemetry.clone(),
+        config.sessions.clone(),
+        clock.clone(),
+    );
     Ok(AppState {
         store,
+        sessions,
         tokens,
         hasher,
         revocations,
         limits: crate::limits::RateLimits::new(config.auth_rate_limit),
-        telemetry: Arc::new(crate::telemetry::Telemetry::new()),
-        sessions: config.sessions.clone(),
+        telemetry,
+        clock,
         trust_forwarded_for: config.trust_forwarded_for,
     })
 }
@@ -243,22 +267,15 @@ fn spawn_housekeeping(state: Arc<AppState>, keep_revocations_for: Duration) -> V
         let mut tick = tokio::time::interval(PRUNE_EVERY);
         loop {
             tick.tick().await;
-            prune_state.revocations.prune(Utc::now());
+            prune_state.revocations.prune(prune_state.clock.now());
             prune_state.limits.forget_idle();
         }
     });
     let cleanup = tokio::spawn(async move {
-        let mut tick = tokio::time::interval(state.sessions.cleanup_interval);
+        let mut tick = tokio::time::interval(state.sessions.cleanup_interval());
         loop {
             tick.tick().await;
-            let retention = chrono::Duration::from_std(state.sessions.retention)
-                .unwrap_or(chrono::Duration::MAX);
-            let cutoff = Utc::now() - retention;
-            match state
-                .store
-                .delete_ended_sessions(cutoff, CLEANUP_BATCH)
-                .await
-            {
+            match state.sessions.delete_ended(CLEANUP_BATCH).await {
                 Ok(0) => {}
                 Ok(n) => log::info!("housekeeping: deleted {n} ended session(s)"),
                 Err(e) => log::warn!("housekeeping: cannot delete ended sessions: {e}"),

@@ -46,6 +46,14 @@ pub enum Outcome {
     grace_retry,
     /// A spent refresh token replayed outside the grace: the session was revoked.
     reuse_detected,
+    /// A late duplicate within the grace: refused, nothing revoked.
+    superseded,
+    /// A refresh token past its idle TTL or its session's lifetime.
+    expired,
+    /// A refresh token of an ended session.
+    revoked,
+    /// A refresh token we did not mint, or of no known session.
+    invalid,
     rate_limited,
 }
 
@@ -64,6 +72,8 @@ pub enum RevocationReason {
     password_change,
     admin,
     reuse_detected,
+    /// The user's least recently used session, beyond MAX_SESSIONS_PER_USER.
+    session_cap,
 }
 
 /// The metrics registry and every metric the service keeps.
@@ -241,12 +251,22 @@ impl Telemetry {
             .inc();
     }
 
-    /// A spent refresh token was replayed outside the grace: the session is revoked.
-    pub fn reuse_detected(&self, user: Uuid, session: Uuid) {
-        self.refreshed(Outcome::reuse_detected);
+    /// A spent refresh token was replayed outside the grace: the session is
+    /// revoked. The line says how long after the session's latest rotation
+    /// the replay came and how many generations behind the token was, so an
+    /// operator can tell a phone that came back late from a thief.
+    pub fn reuse_detected(
+        &self,
+        user: Uuid,
+        session: Uuid,
+        since_latest_rotation: chrono::Duration,
+        generations_behind: i64,
+    ) {
         self.revoked_count(RevocationReason::reuse_detected, 1);
         log::warn!(
-            "audit: refresh token reuse detected, session revoked user={user} session={session}"
+            "audit: refresh token reuse detected, session revoked user={user} session={session} \
+             replayed_after={}s generations_behind={generations_behind}",
+            since_latest_rotation.num_seconds()
         );
     }
 
@@ -286,15 +306,16 @@ impl Telemetry {
             .inc_by(n);
     }
 
-    pub fn password_changed(&self, user: Uuid, other_sessions_revoked: &[Uuid]) {
+    pub fn password_changed(&self, user: Uuid) {
         self.password_changes.inc();
         log::info!("audit: password changed user={user}");
-        self.revoked(
-            RevocationReason::password_change,
-            None,
-            Some(user),
-            other_sessions_revoked,
-        );
+    }
+
+    /// A login whose password check passed, refused because the credential
+    /// changed (password change, disable, deletion) before its session was opened.
+    pub fn login_raced_credential_change(&self, user: Uuid) {
+        self.count_login(Outcome::failure);
+        log::warn!("audit: login refused, the credential changed during the login user={user}");
     }
 
     pub fn password_change_refused(&self, user: Uuid) {
@@ -384,7 +405,8 @@ mod tests {
         let (user, session) = (Uuid::new_v4(), Uuid::new_v4());
         t.login_succeeded(user, session);
         t.login_failed(None);
-        t.reuse_detected(user, session);
+        t.reuse_detected(user, session, chrono::Duration::seconds(300), 2);
+        t.refreshed(Outcome::reuse_detected);
         t.revoked(
             RevocationReason::logout_all,
             Some(user),

@@ -6,6 +6,7 @@
 //! Everything expensive (keys, the HMAC key state, the expected headers) is
 //! built once, at start.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
@@ -19,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::keys::{Keyring, ServerKey};
+use crate::clock::{SharedClock, SystemClock};
 
 /// Tokens longer than this are refused before any parsing (API.md).
 pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
@@ -129,6 +131,8 @@ pub struct AccessTokens {
     ttl: Duration,
     /// Tells this verifier's entries in the per-thread cache from another's.
     instance: u64,
+    /// What `exp` and `nbf` are checked against.
+    clock: SharedClock,
 }
 
 /// Verified tokens seen recently by this thread (see [`AccessTokens::verify`]).
@@ -189,7 +193,14 @@ impl AccessTokens {
             leeway: i64::try_from(leeway.as_secs()).unwrap_or(i64::MAX),
             ttl,
             instance: NEXT_INSTANCE.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            clock: Arc::new(SystemClock),
         }
+    }
+
+    /// Checks `exp` and `nbf` against `clock` (the service's clock) instead of the system's.
+    pub fn with_clock(mut self, clock: SharedClock) -> Self {
+        self.clock = clock;
+        self
     }
 
     pub fn keys(&self) -> &Keyring {
@@ -323,7 +334,7 @@ impl AccessTokens {
 
     /// `exp` and `nbf` against the clock, with the leeway.
     fn check_times(&self, claims: &Claims) -> Result<(), TokenError> {
-        let now = Utc::now().timestamp();
+        let now = self.clock.now().timestamp();
         if claims.exp < now.saturating_sub(self.leeway) {
             return Err(TokenError::Expired);
         }

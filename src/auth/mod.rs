@@ -2,7 +2,7 @@
 //! the database:
 //! - [`keys`]: the server keys, their `kid`, and the generated key file;
 //! - [`access`]: HS256 access tokens (issue, verify);
-//! - [`refresh`]: refresh tokens (mint, verify) and the rotation policy;
+//! - [`refresh`]: refresh tokens (mint, verify);
 //! - [`revocations`]: the in-memory set of recently revoked sessions;
 //! - [`password`]: the bounded argon2id hasher;
 //! - [`credentials`]: email and password input rules.

@@ -9,14 +9,12 @@
 //! - the successor of a token can be *recomputed*, which is what lets a retry
 //!   within the reuse grace get back the very token the first call returned.
 //!
-//! The 256-bit MAC makes tokens unguessable. [`classify`] holds the rotation
-//! policy (rotate, grace, reuse) as a pure function so it can be tested alone.
-
-use std::time::Duration;
+//! The 256-bit MAC makes tokens unguessable. What to do with a genuine token
+//! (rotate, grace, reuse) is the sessions service's decision
+//! ([`crate::sessions::rotation`]).
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use chrono::{DateTime, Utc};
 use hmac::Mac;
 use uuid::Uuid;
 
@@ -82,45 +80,6 @@ pub fn verify(keys: &Keyring, token: &str) -> Option<RefreshClaims> {
         })
 }
 
-/// What to do with a genuine refresh token, given the session's current state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RefreshDecision {
-    /// The token is the current one: spend it, move the session to the next generation.
-    Rotate,
-    /// The token is the immediate parent, replayed within the grace: a retry or a
-    /// race of the same app. Answer with the current token again.
-    ReturnCurrent,
-    /// An older token, or the parent past the grace: treat as stolen, revoke the session.
-    Reuse,
-    /// A generation the session never reached (only a restored database explains
-    /// it): refuse, revoke nothing.
-    Unknown,
-}
-
-/// The rotation policy of DESIGN.md, "Sessions and refresh tokens".
-pub fn classify(
-    presented: i64,
-    current: i64,
-    rotated_at: DateTime<Utc>,
-    now: DateTime<Utc>,
-    grace: Duration,
-) -> RefreshDecision {
-    if presented == current {
-        RefreshDecision::Rotate
-    } else if presented > current {
-        RefreshDecision::Unknown
-    } else if presented == current - 1 && within(rotated_at, now, grace) {
-        RefreshDecision::ReturnCurrent
-    } else {
-        RefreshDecision::Reuse
-    }
-}
-
-fn within(since: DateTime<Utc>, now: DateTime<Utc>, grace: Duration) -> bool {
-    let grace = chrono::Duration::from_std(grace).unwrap_or(chrono::Duration::MAX);
-    now.signed_duration_since(since) <= grace
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -184,23 +143,6 @@ mod tests {
         let old = "o".repeat(32);
         let token = mint(&ring(&old, &[]), Uuid::new_v4(), 0);
         assert!(verify(&ring(&"n".repeat(32), &[&old]), &token).is_some());
-    }
-
-    #[test]
-    fn the_rotation_policy() {
-        let grace = Duration::from_secs(10);
-        let t0 = Utc::now();
-        let s = chrono::Duration::seconds;
-        use RefreshDecision::*;
-        assert_eq!(classify(5, 5, t0, t0 + s(100), grace), Rotate);
-        assert_eq!(classify(4, 5, t0, t0 + s(9), grace), ReturnCurrent);
-        assert_eq!(classify(4, 5, t0, t0 + s(10), grace), ReturnCurrent);
-        assert_eq!(classify(4, 5, t0, t0 + s(11), grace), Reuse);
-        assert_eq!(classify(3, 5, t0, t0, grace), Reuse);
-        assert_eq!(classify(0, 5, t0, t0, grace), Reuse);
-        assert_eq!(classify(6, 5, t0, t0, grace), Unknown);
-        assert_eq!(classify(4, 5, t0, t0, Duration::ZERO), ReturnCurrent);
-        assert_eq!(classify(4, 5, t0, t0 + s(1), Duration::ZERO), Reuse);
     }
 }
 

@@ -69,7 +69,10 @@ pub async fn register(
     let email = normalize_email(&body.email).ok_or(ApiError::InvalidEmail)?;
     check_password_policy(body.password.0.expose_secret())?;
     let hash = state.hasher.hash(body.password.0).await?;
-    let user = state.store.create_user(&email, &hash, Utc::now()).await?;
+    let user = state
+        .store
+        .create_user(&email, &hash, state.clock.now())
+        .await?;
     state.telemetry.registered(user.id);
     Ok(HttpResponse::Created().json(UserResponse {
         id: user.id,
@@ -161,13 +164,9 @@ pub async fn change_password(
     };
     check_password_policy(body.new_password.0.expose_secret())?;
     let hash = state.hasher.hash(body.new_password.0).await?;
-    let now = Utc::now();
-    let revoked = state
-        .store
-        .change_password(user.id, &hash, claims.sid, now)
+    state
+        .sessions
+        .change_password(user.id, &hash, Some(claims.sid))
         .await?;
-    let entries: Vec<_> = revoked.iter().map(|id| (*id, now)).collect();
-    state.revocations.insert_many(&entries, now);
-    state.telemetry.password_changed(user.id, &revoked);
     Ok(HttpResponse::NoContent().finish())
 }

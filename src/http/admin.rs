@@ -4,7 +4,6 @@
 //! binary's `admin grant` subcommand, by whoever runs the service.
 
 use actix_web::{HttpResponse, web};
-use chrono::Utc;
 use uuid::Uuid;
 
 use super::extract::Admin;
@@ -44,15 +43,9 @@ pub async fn revoke_user_sessions(
     if state.store.find_user(user_id).await?.is_none() {
         return Err(ApiError::NotFound);
     }
-    let now = Utc::now();
-    let revoked = state.store.revoke_all_sessions(user_id, now).await?;
-    let entries: Vec<_> = revoked.iter().map(|id| (*id, now)).collect();
-    state.revocations.insert_many(&entries, now);
-    state.telemetry.revoked(
-        RevocationReason::admin,
-        Some(admin.0.sub),
-        Some(user_id),
-        &revoked,
-    );
+    state
+        .sessions
+        .end_all(user_id, RevocationReason::admin, Some(admin.0.sub), None)
+        .await?;
     Ok(HttpResponse::NoContent().finish())
 }

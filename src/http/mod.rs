@@ -1,6 +1,8 @@
 //! The HTTP layer: one file per resource, each with its `routes()`, plus the
-//! extractors every handler shares. Handlers call the [`Store`] and [`crate::auth`];
-//! they never write SQL, and errors leave through [`ApiError`].
+//! extractors every handler shares. Handlers extract, call the services
+//! ([`Sessions`] for anything that starts, rotates or ends a session) and
+//! [`crate::auth`], and answer; they never write SQL nor touch the revocation
+//! set, and errors leave through [`ApiError`].
 
 pub mod account;
 pub mod admin;
@@ -15,21 +17,26 @@ use std::sync::Arc;
 use actix_web::{HttpResponse, web};
 
 use crate::auth::{AccessTokens, PasswordHasher, RevocationSet};
-use crate::config::SessionConfig;
+use crate::clock::SharedClock;
 use crate::error::ApiError;
 use crate::limits::{RateLimits, RetryAfter};
+use crate::sessions::Sessions;
 use crate::store::Store;
 
 /// What every handler may use. Built once at start, shared by all workers.
 #[derive(Debug)]
 pub struct AppState {
+    /// Users (accounts); sessions are reached only through [`AppState::sessions`].
     pub store: Store,
-    pub tokens: AccessTokens,
+    pub sessions: Sessions,
+    pub tokens: Arc<AccessTokens>,
     pub hasher: Arc<PasswordHasher>,
+    /// Read by the Bearer check; written only by the sessions service and the
+    /// feed from other instances.
     pub revocations: Arc<RevocationSet>,
     pub limits: RateLimits,
     pub telemetry: Arc<crate::telemetry::Telemetry>,
-    pub sessions: SessionConfig,
+    pub clock: SharedClock,
     pub trust_forwarded_for: bool,
 }
 

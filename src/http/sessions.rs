@@ -9,7 +9,6 @@ use uuid::Uuid;
 use super::extract::Authenticated;
 use super::{AppState, resource};
 use crate::error::{ApiError, ErrorBody};
-use crate::telemetry::RevocationReason;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/sessions", "GET").route(web::get().to(list_sessions)))
@@ -54,8 +53,8 @@ pub async fn list_sessions(
     caller: Authenticated,
 ) -> Result<HttpResponse, ApiError> {
     let sessions = state
-        .store
-        .list_active_sessions(caller.0.sub, Utc::now())
+        .sessions
+        .list(caller.0.sub)
         .await?
         .into_iter()
         .map(|s| SessionView {
@@ -91,19 +90,12 @@ pub async fn delete_session(
     caller: Authenticated,
     path: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = path.into_inner();
-    let now = Utc::now();
     if !state
-        .store
-        .revoke_user_session(caller.0.sub, id, now)
+        .sessions
+        .end_one(caller.0.sub, path.into_inner())
         .await?
     {
         return Err(ApiError::NotFound);
     }
-    state.revocations.insert(id, now);
-    let user = Some(caller.0.sub);
-    state
-        .telemetry
-        .revoked(RevocationReason::session_delete, user, user, &[id]);
     Ok(HttpResponse::NoContent().finish())
 }

@@ -1,12 +1,11 @@
 //! Tokens: `POST /login`, `POST /refresh`, `POST /logout`, `POST /logout-all`.
 //!
-//! Login starts a session; refresh rotates its refresh token (with the reuse
-//! grace of API.md); logout and logout-all revoke sessions, in the database and
-//! in the in-memory revocation set that the Bearer check reads.
+//! Thin: each handler checks its input and calls the sessions service, which
+//! starts, rotates and ends sessions (and keeps the revocation set, the audit
+//! line and the metrics in step).
 
 use actix_web::http::header;
 use actix_web::{HttpResponse, web};
-use chrono::{DateTime, Utc};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -14,12 +13,10 @@ use uuid::Uuid;
 
 use super::extract::{Authenticated, ClientInfo, JsonObject};
 use super::{AppState, resource};
-use crate::auth::Role;
 use crate::auth::credentials::normalize_email;
-use crate::auth::refresh::{self, RefreshDecision};
 use crate::error::{ApiError, ErrorBody};
-use crate::store::{NewSession, Session};
-use crate::telemetry::{Outcome, RevocationReason};
+use crate::sessions::{Device, TokenPair};
+use crate::telemetry::RevocationReason;
 
 /// Longest `device_name` accepted, in characters.
 pub const MAX_DEVICE_NAME_CHARS: usize = 100;
@@ -72,36 +69,25 @@ pub struct TokenResponse {
     pub session_id: Uuid,
 }
 
-/// Signs an access token and packs the response for a session at `generation`.
-fn token_response(
-    state: &AppState,
-    session_id: Uuid,
-    user_id: Uuid,
-    role: Role,
-    generation: i64,
-    refresh_expires_at: DateTime<Utc>,
-    now: DateTime<Utc>,
-) -> Result<HttpResponse, ApiError> {
-    let access = state.tokens.issue(user_id, session_id, role, now)?;
-    let body = TokenResponse {
-        access_token: access.token,
-        token_type: "Bearer",
-        expires_in: access.expires_in,
-        refresh_token: refresh::mint(state.tokens.keys(), session_id, generation),
-        refresh_expires_in: u64::try_from((refresh_expires_at - now).num_seconds()).unwrap_or(0),
-        session_id,
-    };
-    Ok(HttpResponse::Ok()
-        .insert_header((header::CACHE_CONTROL, "no-store"))
-        .insert_header((header::PRAGMA, "no-cache"))
-        .json(body))
+impl From<TokenPair> for TokenResponse {
+    fn from(pair: TokenPair) -> Self {
+        TokenResponse {
+            access_token: pair.access_token,
+            token_type: "Bearer",
+            expires_in: pair.expires_in,
+            refresh_token: pair.refresh_token,
+            refresh_expires_in: pair.refresh_expires_in,
+            session_id: pair.session_id,
+        }
+    }
 }
 
-fn add(now: DateTime<Utc>, duration: std::time::Duration) -> DateTime<Utc> {
-    chrono::Duration::from_std(duration)
-        .ok()
-        .and_then(|d| now.checked_add_signed(d))
-        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+/// `200` with the pair; never cached (RFC 6749 §5.1).
+fn token_response(pair: TokenPair) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .insert_header((header::PRAGMA, "no-cache"))
+        .json(TokenResponse::from(pair))
 }
 
 /// Sign in: check the password, start a session, answer the token pair.
@@ -150,10 +136,15 @@ pub async fn login(
     let limit_key = email
         .clone()
         .unwrap_or_else(|| body.email.trim().to_lowercase());
-    if let Err(retry) = state.limits.check_email(&limit_key) {
-        state.telemetry.login_rate_limited(client.ip, true);
-        return Err(retry.into());
-    }
+    // Charged before the password check so that guesses in flight count;
+    // given back below if this login succeeds.
+    let attempt = match state.limits.charge_email(&limit_key) {
+        Ok(attempt) => attempt,
+        Err(retry) => {
+            state.telemetry.login_rate_limited(client.ip, true);
+            return Err(retry.into());
+        }
+    };
     let user = match &email {
         Some(email) => state.store.find_user_by_email(email).await?,
         None => None,
@@ -169,30 +160,13 @@ pub async fn login(
         state.telemetry.login_failed(client.ip);
         return Err(ApiError::InvalidCredentials);
     };
-
-    let now = Utc::now();
-    let expires_at = add(now, state.sessions.max_lifetime);
-    let idle_expires_at = add(now, state.sessions.refresh_ttl).min(expires_at);
-    let session = NewSession {
-        id: Uuid::new_v4(),
-        user_id: user.id,
-        device_name,
+    let device = Device {
+        name: device_name,
         user_agent: client.user_agent,
-        now,
-        idle_expires_at,
-        expires_at,
     };
-    state.store.create_session(&session).await?;
-    state.telemetry.login_succeeded(user.id, session.id);
-    token_response(
-        &state,
-        session.id,
-        user.id,
-        user.role.0,
-        0,
-        idle_expires_at,
-        now,
-    )
+    let pair = state.sessions.start(&user, device).await?;
+    attempt.refund();
+    Ok(token_response(pair))
 }
 
 /// Rotate: spend the refresh token, answer a new pair.
@@ -218,128 +192,11 @@ pub async fn refresh(
     state: web::Data<AppState>,
     body: JsonObject<RefreshRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let result = rotate(&state, body.0.refresh_token.0.expose_secret()).await;
-    match &result {
-        Ok((_, outcome)) => state.telemetry.refreshed(*outcome),
-        // Reuse was counted where it was detected.
-        Err(ApiError::InvalidGrant) => state.telemetry.refreshed(Outcome::failure),
-        Err(_) => {}
-    }
-    result.map(|(response, _)| response)
-}
-
-/// The rotation itself (DESIGN.md): rotate the current token, answer the
-/// current one again for a replay of its parent within the grace, revoke the
-/// session for any other replay.
-async fn rotate(state: &AppState, token: &str) -> Result<(HttpResponse, Outcome), ApiError> {
-    // A token we did not mint (malformed, forged, another server's) revokes nothing.
-    let Some(presented) = refresh::verify(state.tokens.keys(), token) else {
-        return Err(ApiError::InvalidGrant);
-    };
-
-    // The common case, the current token of an active session: one statement
-    // rotates it (conditionally, so racing refreshes rotate exactly once).
-    let now = Utc::now();
-    let refresh_expiry = add(now, state.sessions.refresh_ttl);
-    if let Some(session) = state
-        .store
-        .rotate_if_current(
-            presented.session_id,
-            presented.generation,
-            now,
-            refresh_expiry,
-        )
-        .await?
-    {
-        let response = token_response(
-            state,
-            session.id,
-            session.user_id,
-            session.role.0,
-            session.generation,
-            session.idle_expires_at,
-            now,
-        )?;
-        return Ok((response, Outcome::success));
-    }
-
-    // Anything else: read the session and apply the policy. At most a few
-    // rounds: a lost race re-reads the session and then always lands on the
-    // grace path (or on reuse, if it lost by more than one rotation).
-    for _ in 0..3 {
-        let now = Utc::now();
-        let Some(session) = state.store.find_session(presented.session_id).await? else {
-            return Err(ApiError::InvalidGrant);
-        };
-        if session.revoked_at.is_some() {
-            return Err(ApiError::InvalidGrant);
-        }
-        let decision = refresh::classify(
-            presented.generation,
-            session.generation,
-            session.rotated_at,
-            now,
-            state.sessions.reuse_grace,
-        );
-        match decision {
-            RefreshDecision::Rotate => {
-                if !session.is_active(now) {
-                    return Err(ApiError::InvalidGrant);
-                }
-                let idle_expires_at = add(now, state.sessions.refresh_ttl).min(session.expires_at);
-                if state
-                    .store
-                    .advance_session(session.id, session.generation, now, idle_expires_at)
-                    .await?
-                {
-                    let response = token_response(
-                        state,
-                        session.id,
-                        session.user_id,
-                        session.role.0,
-                        session.generation + 1,
-                        idle_expires_at,
-                        now,
-                    )?;
-                    return Ok((response, Outcome::success));
-                }
-                // Another request rotated first: look again.
-            }
-            RefreshDecision::ReturnCurrent => {
-                if !session.is_active(now) {
-                    return Err(ApiError::InvalidGrant);
-                }
-                let response = token_response(
-                    state,
-                    session.id,
-                    session.user_id,
-                    session.role.0,
-                    session.generation,
-                    session.idle_expires_at,
-                    now,
-                )?;
-                return Ok((response, Outcome::grace_retry));
-            }
-            RefreshDecision::Reuse => {
-                revoke_for_reuse(state, &session, now).await?;
-                return Err(ApiError::InvalidGrant);
-            }
-            RefreshDecision::Unknown => return Err(ApiError::InvalidGrant),
-        }
-    }
-    Err(ApiError::Unavailable { retry_after: 1 })
-}
-
-async fn revoke_for_reuse(
-    state: &AppState,
-    session: &Session,
-    now: DateTime<Utc>,
-) -> Result<(), ApiError> {
-    if state.store.revoke_session(session.id, now).await? {
-        state.revocations.insert(session.id, now);
-        state.telemetry.reuse_detected(session.user_id, session.id);
-    }
-    Ok(())
+    let pair = state
+        .sessions
+        .rotate(body.0.refresh_token.0.expose_secret())
+        .await?;
+    Ok(token_response(pair))
 }
 
 /// Sign out one session with its refresh token (current or spent). Unknown or
@@ -361,24 +218,10 @@ pub async fn logout(
     state: web::Data<AppState>,
     body: JsonObject<RefreshRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    if let Some(presented) =
-        refresh::verify(state.tokens.keys(), body.0.refresh_token.0.expose_secret())
-    {
-        let now = Utc::now();
-        if state
-            .store
-            .revoke_session(presented.session_id, now)
-            .await?
-        {
-            state.revocations.insert(presented.session_id, now);
-            state.telemetry.revoked(
-                RevocationReason::logout,
-                None,
-                None,
-                &[presented.session_id],
-            );
-        }
-    }
+    state
+        .sessions
+        .end_by_refresh_token(body.0.refresh_token.0.expose_secret())
+        .await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -398,16 +241,15 @@ pub async fn logout_all(
     state: web::Data<AppState>,
     caller: Authenticated,
 ) -> Result<HttpResponse, ApiError> {
-    let now = Utc::now();
-    let revoked = state.store.revoke_all_sessions(caller.0.sub, now).await?;
-    let entries: Vec<_> = revoked.iter().map(|id| (*id, now)).collect();
-    state.revocations.insert_many(&entries, now);
-    // The caller's own session may be gone from the table already; its token
-    // must die all the same.
-    state.revocations.insert(caller.0.sid, now);
-    let user = Some(caller.0.sub);
+    let claims = caller.0;
     state
-        .telemetry
-        .revoked(RevocationReason::logout_all, user, user, &revoked);
+        .sessions
+        .end_all(
+            claims.sub,
+            RevocationReason::logout_all,
+            None,
+            Some(claims.sid),
+        )
+        .await?;
     Ok(HttpResponse::NoContent().finish())
 }

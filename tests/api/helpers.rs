@@ -6,9 +6,12 @@
 //! server instead, so the same suite pins both backends.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use actix_web::web;
+use auth_api::clock::ShiftedClock;
 use auth_api::config::Config;
 use auth_api::http::AppState;
 use auth_api::startup::Application;
@@ -26,6 +29,8 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub state: web::Data<AppState>,
     pub config: Config,
+    /// The app's clock: tests move it forward instead of sleeping.
+    pub clock: Arc<ShiftedClock>,
     /// Keeps the SQLite folder alive for the test's duration.
     _dir: Option<tempfile::TempDir>,
 }
@@ -70,7 +75,9 @@ pub async fn spawn_app_with(vars: &[(&str, &str)]) -> TestApp {
         env.insert((*k).into(), (*v).into());
     }
     let config = Config::from_lookup(|k| env.get(k).cloned()).expect("valid test configuration");
-    let app = Application::build(config.clone())
+    let listener = std::net::TcpListener::bind(config.bind_addr).expect("a free port");
+    let clock = Arc::new(ShiftedClock::default());
+    let app = Application::build_with_clock(config.clone(), listener, clock.clone())
         .await
         .expect("the application builds");
     let address = format!("http://127.0.0.1:{}", app.port());
@@ -85,6 +92,7 @@ pub async fn spawn_app_with(vars: &[(&str, &str)]) -> TestApp {
             .expect("a client"),
         state,
         config,
+        clock,
         _dir: dir,
     }
 }
@@ -124,6 +132,12 @@ pub async fn assert_error(response: Response, status: StatusCode, code: &str) ->
 }
 
 impl TestApp {
+    /// Moves the app's clock forward: time passes at once for sessions,
+    /// refresh tokens and access-token expiry.
+    pub fn advance(&self, seconds: u64) {
+        self.clock.advance(Duration::from_secs(seconds));
+    }
+
     /// The database this app uses (to start a second server on it).
     pub fn config_database_url(&self) -> String {
         secrecy::ExposeSecret::expose_secret(&self.config.database_url).to_owned()

@@ -126,3 +126,48 @@ async fn the_limit_recovers_by_itself() {
         StatusCode::UNPROCESSABLE_ENTITY
     );
 }
+
+#[tokio::test]
+async fn successful_logins_never_count_against_their_email() {
+    let app = spawn_app_with(&[("AUTH_RATE_LIMIT", "3"), ("TRUST_FORWARDED_FOR", "true")]).await;
+    let email = app.new_user().await;
+    // A user with ten devices signs in ten times in a minute, each from its own address.
+    for i in 0..10 {
+        let response = login_from_ip(&app, &format!("203.0.113.{i}"), &email, PASSWORD).await;
+        assert_eq!(response.status(), StatusCode::OK, "login {i}");
+    }
+    // Failures still count: three, then even the right password waits.
+    for i in 10..13 {
+        let response =
+            login_from_ip(&app, &format!("203.0.113.{i}"), &email, "wrong password!").await;
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    }
+    assert_too_many(login_from_ip(&app, "203.0.113.99", &email, PASSWORD).await).await;
+}
+
+#[tokio::test]
+async fn a_burst_of_guesses_in_flight_cannot_slip_past_the_email_limit() {
+    let app = spawn_app_with(&[("AUTH_RATE_LIMIT", "3"), ("TRUST_FORWARDED_FOR", "true")]).await;
+    let email = app.new_user().await;
+    // Twenty guesses sent at once, each from its own address: each is charged
+    // before its (slow) password check, so only the budget's worth are checked.
+    let guesses = (0..20).map(|i| {
+        let app = &app;
+        let email = &email;
+        async move { login_from_ip(app, &format!("198.51.100.{i}"), email, "wrong password!").await }
+    });
+    let statuses: Vec<StatusCode> = futures::future::join_all(guesses)
+        .await
+        .into_iter()
+        .map(|r| r.status())
+        .collect();
+    let checked = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::UNAUTHORIZED)
+        .count();
+    let refused = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::TOO_MANY_REQUESTS)
+        .count();
+    assert_eq!((checked, refused), (3, 17), "{statuses:?}");
+}

@@ -1,11 +1,9 @@
 //! GET /metrics: Prometheus text with request, login, refresh, revocation,
 //! hasher and pool figures, and no user data.
 
-use std::time::Duration;
-
 use reqwest::StatusCode;
 
-use crate::helpers::{PASSWORD, TestApp, spawn_app_with};
+use crate::helpers::{PASSWORD, TestApp, spawn_app, spawn_app_with};
 
 async fn scrape(app: &TestApp) -> String {
     let response = app.client.get(app.url("/metrics")).send().await.unwrap();
@@ -32,7 +30,7 @@ fn value(text: &str, series: &str) -> f64 {
 
 #[tokio::test]
 async fn metrics_count_requests_logins_refreshes_and_revocations_without_user_data() {
-    let app = spawn_app_with(&[("REFRESH_REUSE_GRACE", "0")]).await;
+    let app = spawn_app().await;
     let login = app.new_login().await;
     assert_eq!(
         app.login(&login.email, "wrong password!!").await.status(),
@@ -41,7 +39,7 @@ async fn metrics_count_requests_logins_refreshes_and_revocations_without_user_da
     app.me(&login.access_token).await;
     app.me(&login.access_token).await;
     let next = app.refresh_ok(&login).await;
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    app.advance(121);
     assert_eq!(
         app.refresh(&login.refresh_token).await.status(),
         StatusCode::UNAUTHORIZED

@@ -1,11 +1,17 @@
-//! Refresh rotation, the reuse grace, reuse detection, races and lifetimes.
+//! Refresh rotation, the reuse grace, late duplicates, reuse detection, races
+//! and lifetimes, and the `reason` of every refusal. Time passes by moving the
+//! app's clock, never by sleeping.
 
-use std::time::Duration;
-
-use reqwest::StatusCode;
+use reqwest::{Response, StatusCode};
 use serde_json::Value;
 
 use crate::helpers::{assert_error, spawn_app, spawn_app_with};
+
+/// Asserts a `401 invalid_grant` with this `reason`.
+pub async fn assert_refused(response: Response, reason: &str) {
+    let body = assert_error(response, StatusCode::UNAUTHORIZED, "invalid_grant").await;
+    assert_eq!(body["reason"], reason, "reason in {body}");
+}
 
 #[tokio::test]
 async fn refresh_rotates_the_refresh_token_and_issues_a_new_access_token() {
@@ -50,16 +56,16 @@ async fn a_replay_of_the_parent_within_the_grace_returns_the_same_successor() {
 
 #[tokio::test]
 async fn a_replay_after_the_grace_revokes_the_whole_session() {
-    let app = spawn_app_with(&[("REFRESH_REUSE_GRACE", "1")]).await;
+    let app = spawn_app().await;
     let login = app.new_login().await;
     let successor = app.refresh_ok(&login).await;
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    app.advance(121);
 
     let replay = app.refresh(&login.refresh_token).await;
-    assert_error(replay, StatusCode::UNAUTHORIZED, "invalid_grant").await;
+    assert_refused(replay, "reuse_detected").await;
     // The successor fails too, and so do the session's access tokens.
     let response = app.refresh(&successor.refresh_token).await;
-    assert_error(response, StatusCode::UNAUTHORIZED, "invalid_grant").await;
+    assert_refused(response, "revoked").await;
     let response = app.me(&successor.access_token).await;
     assert_error(response, StatusCode::UNAUTHORIZED, "invalid_token").await;
     let response = app.me(&login.access_token).await;
@@ -74,31 +80,63 @@ async fn a_replay_after_the_grace_revokes_the_whole_session() {
 }
 
 #[tokio::test]
-async fn a_replay_older_than_the_parent_revokes_the_session_even_within_the_grace() {
+async fn the_default_grace_is_two_minutes() {
+    let app = spawn_app().await;
+    let login = app.new_login().await;
+    let first = app.refresh_ok(&login).await;
+    // A phone that lost the answer in a tunnel and retries 119 s later gets
+    // the very same successor.
+    app.advance(119);
+    let retry = app.refresh_ok(&login).await;
+    assert_eq!(retry.refresh_token, first.refresh_token);
+    assert_eq!(app.generation(login.session_id).await, 1);
+}
+
+#[tokio::test]
+async fn a_late_duplicate_within_the_grace_is_superseded_and_revokes_nothing() {
     let app = spawn_app().await;
     let g0 = app.new_login().await;
     let g1 = app.refresh_ok(&g0).await;
     let g2 = app.refresh_ok(&g1).await;
+    app.advance(60);
+
+    // An older token than the parent: superseded.
+    assert_refused(app.refresh(&g0.refresh_token).await, "superseded").await;
+    // The parent, its successor never presented: the same successor again.
+    assert_eq!(app.refresh_ok(&g1).await.refresh_token, g2.refresh_token);
+    // Once the successor was presented, the parent is a late duplicate too.
+    let g3 = app.refresh_ok(&g2).await;
+    assert_refused(app.refresh(&g1.refresh_token).await, "superseded").await;
+    // Nothing was revoked: the app's current tokens work.
+    assert_eq!(app.me(&g3.access_token).await.status(), StatusCode::OK);
+    app.refresh_ok(&g3).await;
+    assert_eq!(app.generation(g0.session_id).await, 4);
+}
+
+#[tokio::test]
+async fn an_older_token_past_the_grace_revokes_the_session() {
+    let app = spawn_app().await;
+    let g0 = app.new_login().await;
+    let g1 = app.refresh_ok(&g0).await;
+    let g2 = app.refresh_ok(&g1).await;
+    app.advance(121);
 
     let replay = app.refresh(&g0.refresh_token).await;
-    assert_error(replay, StatusCode::UNAUTHORIZED, "invalid_grant").await;
+    assert_refused(replay, "reuse_detected").await;
     let response = app.refresh(&g2.refresh_token).await;
-    assert_error(response, StatusCode::UNAUTHORIZED, "invalid_grant").await;
+    assert_refused(response, "revoked").await;
     let response = app.me(&g2.access_token).await;
     assert_error(response, StatusCode::UNAUTHORIZED, "invalid_token").await;
 }
 
 #[tokio::test]
 async fn reuse_detection_leaves_the_users_other_sessions_alone_and_a_new_login_works() {
-    let app = spawn_app_with(&[("REFRESH_REUSE_GRACE", "0")]).await;
+    let app = spawn_app().await;
     let stolen = app.new_login().await;
     let other = app.login_ok(&stolen.email, crate::helpers::PASSWORD).await;
     app.refresh_ok(&stolen).await;
-    tokio::time::sleep(Duration::from_millis(1100)).await;
-    assert_eq!(
-        app.refresh(&stolen.refresh_token).await.status(),
-        StatusCode::UNAUTHORIZED
-    );
+    app.advance(121);
+    assert_refused(app.refresh(&stolen.refresh_token).await, "reuse_detected").await;
 
     assert_eq!(app.me(&other.access_token).await.status(), StatusCode::OK);
     app.refresh_ok(&other).await;
@@ -135,7 +173,7 @@ async fn malformed_and_forged_refresh_tokens_are_refused_and_revoke_nothing() {
         &"A".repeat(10_000),
     ] {
         let response = app.refresh(bad).await;
-        assert_error(response, StatusCode::UNAUTHORIZED, "invalid_grant").await;
+        assert_refused(response, "invalid").await;
     }
     // The real session is untouched: its token still rotates, its access token still works.
     assert_eq!(app.me(&login.access_token).await.status(), StatusCode::OK);
@@ -168,36 +206,66 @@ async fn racing_refreshes_with_one_token_all_succeed_with_one_successor() {
 
 #[tokio::test]
 async fn a_refresh_token_unused_for_the_idle_ttl_expires() {
-    let app = spawn_app_with(&[("REFRESH_TOKEN_TTL", "1")]).await;
+    let app = spawn_app().await;
     let login = app.new_login().await;
-    assert_eq!(login.body["refresh_expires_in"], 1);
-    tokio::time::sleep(Duration::from_millis(1600)).await;
+    assert_eq!(login.body["refresh_expires_in"], 2_592_000);
+    app.advance(2_592_000);
     let response = app.refresh(&login.refresh_token).await;
-    assert_error(response, StatusCode::UNAUTHORIZED, "invalid_grant").await;
+    assert_refused(response, "expired").await;
 }
 
 #[tokio::test]
 async fn each_rotation_starts_a_new_idle_period() {
-    let app = spawn_app_with(&[("REFRESH_TOKEN_TTL", "2")]).await;
+    let app = spawn_app().await;
     let mut current = app.new_login().await;
-    for _ in 0..3 {
-        tokio::time::sleep(Duration::from_millis(1200)).await;
+    // Four rotations, 10 days apart: 40 days in all, past one idle TTL.
+    for _ in 0..4 {
+        app.advance(10 * 86_400);
         current = app.refresh_ok(&current).await;
+        assert_eq!(current.body["refresh_expires_in"], 2_592_000);
     }
 }
 
 #[tokio::test]
 async fn a_session_ends_at_its_absolute_lifetime_whatever_the_rotations() {
-    let app = spawn_app_with(&[("SESSION_MAX_LIFETIME", "2"), ("REFRESH_TOKEN_TTL", "100")]).await;
+    let app = spawn_app().await;
+    let mut current = app.new_login().await;
+    // Rotated every 29 days (within the idle TTL) for 87 days...
+    for _ in 0..3 {
+        app.advance(29 * 86_400);
+        current = app.refresh_ok(&current).await;
+    }
+    // ...refresh_expires_in never promises more than the session has left...
+    let left = current.body["refresh_expires_in"].as_u64().unwrap();
+    assert!((3 * 86_400 - 10..=3 * 86_400).contains(&left), "{left}");
+    // ...and at 90 days the session ends.
+    app.advance(3 * 86_400);
+    let response = app.refresh(&current.refresh_token).await;
+    assert_refused(response, "expired").await;
+}
+
+#[tokio::test]
+async fn a_refresh_token_of_an_ended_session_is_refused_as_revoked() {
+    let app = spawn_app().await;
     let login = app.new_login().await;
-    // refresh_expires_in never promises more than the session has left.
-    assert!(login.body["refresh_expires_in"].as_u64().unwrap() <= 2);
-    tokio::time::sleep(Duration::from_millis(1000)).await;
-    let next = app.refresh_ok(&login).await;
-    assert!(next.body["refresh_expires_in"].as_u64().unwrap() <= 1);
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    let response = app.refresh(&next.refresh_token).await;
-    assert_error(response, StatusCode::UNAUTHORIZED, "invalid_grant").await;
+    assert_eq!(
+        app.logout(&login.refresh_token).await.status(),
+        StatusCode::NO_CONTENT
+    );
+    let response = app.refresh(&login.refresh_token).await;
+    assert_refused(response, "revoked").await;
+}
+
+#[tokio::test]
+async fn a_refresh_token_of_a_deleted_session_is_invalid() {
+    let app = spawn_app_with(&[("SESSION_RETENTION", "0")]).await;
+    let login = app.new_login().await;
+    app.logout(&login.refresh_token).await;
+    app.advance(1);
+    app.state.sessions.delete_ended(100).await.unwrap();
+    assert!(app.session(login.session_id).await.is_none());
+    let response = app.refresh(&login.refresh_token).await;
+    assert_refused(response, "invalid").await;
 }
 
 #[tokio::test]

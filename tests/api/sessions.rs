@@ -52,7 +52,7 @@ async fn last_used_at_moves_on_refresh() {
     let app = spawn_app().await;
     let login = app.new_login().await;
     let before = list(&app, &login.access_token).await[0]["last_used_at"].clone();
-    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    app.advance(60);
     let next = app.refresh_ok(&login).await;
     let after = list(&app, &next.access_token).await[0]["last_used_at"].clone();
     let parse = |v: &Value| chrono::DateTime::parse_from_rfc3339(v.as_str().unwrap()).unwrap();
@@ -72,9 +72,9 @@ async fn revoked_sessions_are_not_listed() {
 
 #[tokio::test]
 async fn expired_sessions_are_not_listed() {
-    let app = crate::helpers::spawn_app_with(&[("REFRESH_TOKEN_TTL", "1")]).await;
+    let app = spawn_app().await;
     let old = app.new_login().await;
-    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    app.advance(2_592_000);
     let fresh = app.login_ok(&old.email, PASSWORD).await;
     let sessions = list(&app, &fresh.access_token).await;
     assert_eq!(sessions.len(), 1);
@@ -130,5 +130,39 @@ async fn a_malformed_session_id_is_a_404_not_a_500() {
     for id in ["not-a-uuid", "1", "%00", "' OR 1=1 --"] {
         let response = app.delete_session(&login.access_token, id).await;
         assert_error(response, StatusCode::NOT_FOUND, "not_found").await;
+    }
+}
+
+#[tokio::test]
+async fn a_login_beyond_the_session_cap_revokes_the_least_recently_used_session() {
+    let app = crate::helpers::spawn_app_with(&[("MAX_SESSIONS_PER_USER", "3")]).await;
+    let oldest = app.new_login().await;
+    let second = app.login_ok(&oldest.email, PASSWORD).await;
+    let third = app.login_ok(&oldest.email, PASSWORD).await;
+    // The oldest login is used most recently; the second is now the least.
+    app.advance(60);
+    let oldest = app.refresh_ok(&oldest).await;
+    app.advance(60);
+    let third = app.refresh_ok(&third).await;
+    app.advance(60);
+
+    let fourth = app.login_ok(&oldest.email, PASSWORD).await;
+    let sessions = list(&app, &fourth.access_token).await;
+    let mut listed: Vec<&str> = sessions.iter().map(|s| s["id"].as_str().unwrap()).collect();
+    listed.sort_unstable();
+    let mut expected = [
+        oldest.session_id.to_string(),
+        third.session_id.to_string(),
+        fourth.session_id.to_string(),
+    ];
+    expected.sort_unstable();
+    assert_eq!(listed, expected);
+    // The evicted session is dead at once, access and refresh token alike.
+    let response = app.me(&second.access_token).await;
+    assert_error(response, StatusCode::UNAUTHORIZED, "invalid_token").await;
+    let response = app.refresh(&second.refresh_token).await;
+    crate::refresh::assert_refused(response, "revoked").await;
+    for live in [&oldest, &third, &fourth] {
+        assert_eq!(app.me(&live.access_token).await.status(), StatusCode::OK);
     }
 }

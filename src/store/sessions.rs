@@ -1,0 +1,211 @@
+//! The `sessions` table: one row per login on one device, its refresh-token
+//! generation, lifetimes and revocation.
+//!
+//! The two statements whose best form differs by database live in the
+//! backend's own file: [`sqlite::rotate_if_current`] /
+//! [`postgres::rotate_if_current`] and [`sqlite::create_session`] /
+//! [`postgres::create_session`].
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::users::RoleColumn;
+use super::{Backend, Store, StoreError, on_pool, postgres, sqlite};
+
+/// A session (one login on one device) and its owner's current role.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Session {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    /// How many times the refresh token rotated; the current token is for this generation.
+    pub generation: i64,
+    pub device_name: Option<String>,
+    pub user_agent: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub rotated_at: DateTime<Utc>,
+    pub last_used_at: DateTime<Utc>,
+    /// When the current refresh token expires if unused.
+    pub idle_expires_at: DateTime<Utc>,
+    /// The absolute end of the session.
+    pub expires_at: DateTime<Utc>,
+    pub revoked_at: Option<DateTime<Utc>>,
+    #[sqlx(try_from = "String")]
+    pub role: RoleColumn,
+}
+
+impl Session {
+    /// Not revoked and not expired at `now`.
+    pub fn is_active(&self, now: DateTime<Utc>) -> bool {
+        self.revoked_at.is_none() && !self.is_expired(now)
+    }
+
+    /// Past its idle expiry or its absolute lifetime at `now`.
+    pub fn is_expired(&self, now: DateTime<Utc>) -> bool {
+        now >= self.idle_expires_at || now >= self.expires_at
+    }
+}
+
+/// What `create_session` needs.
+#[derive(Debug, Clone)]
+pub struct NewSession {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    /// The user's credential version read with the password hash that was
+    /// checked: the session is only inserted if it is still current.
+    pub credential_version: i64,
+    pub device_name: Option<String>,
+    pub user_agent: Option<String>,
+    pub now: DateTime<Utc>,
+    pub idle_expires_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// The columns of [`Session`], for a query over `sessions s JOIN users u`.
+pub(super) const SESSION_COLUMNS: &str = "s.id, s.user_id, s.generation, s.device_name, \
+     s.user_agent, s.created_at, s.rotated_at, s.last_used_at, s.idle_expires_at, s.expires_at, \
+     s.revoked_at, u.role";
+
+impl Store {
+    /// Starts a session at generation 0, if the user still exists, is not
+    /// disabled and its credential version is still `new.credential_version`.
+    /// `false` if not: the credential changed since it was checked.
+    pub async fn create_session(&self, new: &NewSession) -> Result<bool, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(pool) => sqlite::create_session(pool, new).await,
+            Backend::Postgres(pool) => postgres::create_session(pool, new).await,
+        }
+    }
+
+    /// A session by id, whatever its state.
+    pub async fn find_session(&self, id: Uuid) -> Result<Option<Session>, StoreError> {
+        let sql = format!(
+            "SELECT {SESSION_COLUMNS} FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = $1"
+        );
+        Ok(
+            on_pool!(self, pool => sqlx::query_as::<_, Session>(&sql).bind(id).fetch_optional(pool).await)?,
+        )
+    }
+
+    /// The one statement that spends a refresh token: if the session is at
+    /// generation `from`, active and not revoked, move it to `from + 1` and
+    /// return it (with its owner's current role); `None` if any condition
+    /// failed. The new idle expiry is `min(refresh_expiry, expires_at)`.
+    ///
+    /// The condition is checked by the database in the write itself, so of
+    /// several racing callers (on one instance or many) exactly one rotates.
+    pub async fn rotate_if_current(
+        &self,
+        id: Uuid,
+        from: i64,
+        now: DateTime<Utc>,
+        refresh_expiry: DateTime<Utc>,
+    ) -> Result<Option<Session>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(pool) => {
+                sqlite::rotate_if_current(pool, id, from, now, refresh_expiry).await
+            }
+            Backend::Postgres(pool) => {
+                postgres::rotate_if_current(pool, id, from, now, refresh_expiry).await
+            }
+        }
+    }
+
+    /// Revokes one session; `false` if it was revoked already (or does not exist).
+    pub async fn revoke_session(&self, id: Uuid, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        let sql = "UPDATE sessions SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL";
+        let rows = on_pool!(self, pool => sqlx::query(sql)
+            .bind(now).bind(id).execute(pool).await.map(|r| r.rows_affected()))?;
+        Ok(rows == 1)
+    }
+
+    /// Revokes one session if it is an active session of this user; `false` otherwise.
+    pub async fn revoke_user_session(
+        &self,
+        user_id: Uuid,
+        id: Uuid,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let sql = "UPDATE sessions SET revoked_at = $1 WHERE id = $2 AND user_id = $3 \
+                   AND revoked_at IS NULL AND idle_expires_at > $1 AND expires_at > $1";
+        let rows = on_pool!(self, pool => sqlx::query(sql)
+            .bind(now).bind(id).bind(user_id).execute(pool).await.map(|r| r.rows_affected()))?;
+        Ok(rows == 1)
+    }
+
+    /// Revokes every session of a user. Returns the sessions revoked.
+    pub async fn revoke_all_sessions(
+        &self,
+        user_id: Uuid,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Uuid>, StoreError> {
+        let sql = "UPDATE sessions SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL \
+                   RETURNING id";
+        Ok(on_pool!(self, pool => sqlx::query_scalar(sql)
+            .bind(now).bind(user_id).fetch_all(pool).await)?)
+    }
+
+    /// Revokes the user's least recently used active sessions beyond the
+    /// `cap` most recent, never `keep` (the session just opened). Returns the
+    /// sessions revoked.
+    pub async fn revoke_sessions_beyond(
+        &self,
+        user_id: Uuid,
+        keep: Uuid,
+        cap: u32,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Uuid>, StoreError> {
+        // `keep` counts as one of the cap; LIMIT with the largest value because
+        // SQLite needs a LIMIT before OFFSET and PostgreSQL refuses LIMIT -1.
+        let sql = "UPDATE sessions SET revoked_at = $1 WHERE id IN ( \
+                       SELECT id FROM sessions WHERE user_id = $2 AND id <> $3 \
+                       AND revoked_at IS NULL AND idle_expires_at > $1 AND expires_at > $1 \
+                       ORDER BY last_used_at DESC, created_at DESC, id \
+                       LIMIT $4 OFFSET $5) \
+                   AND revoked_at IS NULL RETURNING id";
+        let offset = i64::from(cap.saturating_sub(1));
+        Ok(on_pool!(self, pool => sqlx::query_scalar(sql)
+            .bind(now).bind(user_id).bind(keep).bind(i64::MAX).bind(offset)
+            .fetch_all(pool).await)?)
+    }
+
+    /// The user's active sessions, newest first.
+    pub async fn list_active_sessions(
+        &self,
+        user_id: Uuid,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Session>, StoreError> {
+        let sql = format!(
+            "SELECT {SESSION_COLUMNS} FROM sessions s JOIN users u ON u.id = s.user_id \
+             WHERE s.user_id = $1 AND s.revoked_at IS NULL AND s.idle_expires_at > $2 \
+             AND s.expires_at > $2 ORDER BY s.created_at DESC, s.id"
+        );
+        Ok(on_pool!(self, pool => sqlx::query_as::<_, Session>(&sql)
+            .bind(user_id).bind(now).fetch_all(pool).await)?)
+    }
+
+    /// Sessions revoked at or after `since`, with when: what a starting instance
+    /// loads into its revocation set so a restart resurrects no access token.
+    pub async fn revoked_since(
+        &self,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<(Uuid, DateTime<Utc>)>, StoreError> {
+        let sql = "SELECT id, revoked_at FROM sessions WHERE revoked_at >= $1";
+        Ok(
+            on_pool!(self, pool => sqlx::query_as::<_, (Uuid, DateTime<Utc>)>(sql)
+            .bind(since).fetch_all(pool).await)?,
+        )
+    }
+
+    /// Deletes at most `limit` sessions that ended (revoked or expired) before
+    /// `ended_before`. Bounded so one housekeeping tick never holds the database long.
+    pub async fn delete_ended_sessions(
+        &self,
+        ended_before: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<u64, StoreError> {
+        let sql = "DELETE FROM sessions WHERE id IN (SELECT id FROM sessions \
+                   WHERE revoked_at < $1 OR idle_expires_at < $1 OR expires_at < $1 LIMIT $2)";
+        Ok(on_pool!(self, pool => sqlx::query(sql)
+            .bind(ended_before).bind(limit).execute(pool).await.map(|r| r.rows_affected()))?)
+    }
+}

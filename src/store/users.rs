@@ -1,0 +1,118 @@
+//! The `users` table: accounts, their password hash, role, and the credential
+//! version that every change of the credential bumps.
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::{Backend, Store, StoreError, on_constraint, on_pool};
+use crate::auth::Role;
+
+/// A registered user.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct User {
+    pub id: Uuid,
+    pub email: String,
+    pub password_hash: String,
+    #[sqlx(try_from = "String")]
+    pub role: RoleColumn,
+    pub created_at: DateTime<Utc>,
+    /// Bumped by every change of the credential (password change, reset,
+    /// disable, deletion). A login opens its session only under the version it
+    /// read with the hash it checked.
+    pub credential_version: i64,
+    pub disabled_at: Option<DateTime<Utc>>,
+}
+
+/// The `role` column, parsed. A value the code does not know is an error, not a guess.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RoleColumn(pub Role);
+
+impl TryFrom<String> for RoleColumn {
+    type Error = String;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        value.parse().map(RoleColumn)
+    }
+}
+
+const USER_COLUMNS: &str =
+    "id, email, password_hash, role, created_at, credential_version, disabled_at";
+
+impl Store {
+    /// Inserts a user; [`StoreError::EmailTaken`] if the email exists.
+    pub async fn create_user(
+        &self,
+        email: &str,
+        password_hash: &str,
+        now: DateTime<Utc>,
+    ) -> Result<User, StoreError> {
+        let id = Uuid::new_v4();
+        let sql = format!(
+            "INSERT INTO users (id, email, password_hash, role, created_at, updated_at) \
+             VALUES ($1, $2, $3, 'user', $4, $4) RETURNING {USER_COLUMNS}"
+        );
+        on_pool!(self, pool => sqlx::query_as::<_, User>(&sql)
+            .bind(id).bind(email).bind(password_hash).bind(now)
+            .fetch_one(pool).await)
+        .map_err(|e| on_constraint(e, "users_email_key", "users.email", StoreError::EmailTaken))
+    }
+
+    pub async fn find_user_by_email(&self, email: &str) -> Result<Option<User>, StoreError> {
+        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE email = $1");
+        Ok(
+            on_pool!(self, pool => sqlx::query_as::<_, User>(&sql).bind(email).fetch_optional(pool).await)?,
+        )
+    }
+
+    pub async fn find_user(&self, id: Uuid) -> Result<Option<User>, StoreError> {
+        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1");
+        Ok(
+            on_pool!(self, pool => sqlx::query_as::<_, User>(&sql).bind(id).fetch_optional(pool).await)?,
+        )
+    }
+
+    /// Sets a user's role by email; `false` if no such user.
+    pub async fn set_role(
+        &self,
+        email: &str,
+        role: Role,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let sql = "UPDATE users SET role = $1, updated_at = $2 WHERE email = $3";
+        let done = on_pool!(self, pool => sqlx::query(sql)
+            .bind(role.as_str()).bind(now).bind(email)
+            .execute(pool).await.map(|r| r.rows_affected()))?;
+        Ok(done == 1)
+    }
+
+    /// Stores a new password hash, bumps the credential version and revokes
+    /// every session of the user but `keep`, in one transaction. Returns the
+    /// sessions revoked.
+    ///
+    /// The users row is written first: a login that checked the old password
+    /// either waits on that row and then finds the version changed (its
+    /// session is never inserted), or committed its session before, and then
+    /// this transaction's revoke sees and revokes it.
+    pub async fn change_password(
+        &self,
+        user_id: Uuid,
+        new_hash: &str,
+        keep: Option<Uuid>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Uuid>, StoreError> {
+        let update = "UPDATE users SET password_hash = $1, updated_at = $2, \
+                      credential_version = credential_version + 1 WHERE id = $3";
+        let revoke = "UPDATE sessions SET revoked_at = $1 \
+                      WHERE user_id = $2 AND revoked_at IS NULL AND ($3 IS NULL OR id <> $3) \
+                      RETURNING id";
+        let revoked = on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            sqlx::query(update).bind(new_hash).bind(now).bind(user_id).execute(&mut *tx).await?;
+            let ids: Vec<Uuid> = sqlx::query_scalar(revoke)
+                .bind(now).bind(user_id).bind(keep)
+                .fetch_all(&mut *tx).await?;
+            tx.commit().await?;
+            Ok::<_, sqlx::Error>(ids)
+        })?;
+        Ok(revoked)
+    }
+}
