@@ -18,6 +18,7 @@
 //! - [`revocation_sync`]: revocations pushed between instances (PostgreSQL LISTEN/NOTIFY);
 //! - [`limits`]: rate limits per client IP and per email;
 //! - [`telemetry`]: Prometheus metrics and audit log lines;
+//! - [`private_files`]: files and folders created readable by the service's user only;
 //! - [`clock`]: the injectable time every session and token rule is decided at;
 //! - [`cli`]: the command line (serve, migrate, admin).
 
@@ -29,6 +30,7 @@ pub mod error;
 pub mod http;
 pub mod limits;
 pub mod openapi;
+pub mod private_files;
 pub mod revocation_sync;
 pub mod sessions;
 pub mod startup;

@@ -121,6 +121,21 @@ pub enum TokenError {
     Revoked,
 }
 
+/// Whether `text` has the shape of a compact JWS (three base64url segments,
+/// a JSON header): an access token, never a refresh token. Lets `/logout` tell
+/// an app that sent the wrong token instead of answering a silent `204`.
+pub fn looks_like_access_token(text: &str) -> bool {
+    let mut segments = text.split('.');
+    let three = segments.next().is_some_and(|h| h.starts_with("eyJ"))
+        && segments.next().is_some()
+        && segments.next().is_some()
+        && segments.next().is_none();
+    three
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
 /// Issues and verifies access tokens.
 #[derive(Debug)]
 pub struct AccessTokens {
@@ -489,6 +504,22 @@ mod tests {
             .unwrap();
         assert!(a.verify(&issued.token).is_ok());
         assert_eq!(b.verify(&issued.token), Err(TokenError::UnknownKey));
+    }
+
+    #[test]
+    fn access_tokens_are_told_from_refresh_tokens() {
+        let t = tokens("k".repeat(32).as_str());
+        let access = t
+            .issue(Uuid::new_v4(), Uuid::new_v4(), Role::User, Utc::now())
+            .unwrap()
+            .token;
+        assert!(looks_like_access_token(&access));
+        let keys = Keyring::new(&secrecy::SecretString::from("k".repeat(32)), &[]);
+        let refresh = crate::auth::refresh::mint(&keys, Uuid::new_v4(), 3);
+        assert!(!looks_like_access_token(&refresh));
+        for other in ["", "a.b.c", "eyJ.a", "eyJ.a.b.c", "eyJ a.b.c"] {
+            assert!(!looks_like_access_token(other), "{other}");
+        }
     }
 
     #[test]

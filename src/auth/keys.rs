@@ -155,15 +155,11 @@ pub fn load_or_create_key_file(dir: &std::path::Path) -> std::io::Result<(Secret
             Ok((SecretString::from(key), false))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            std::fs::create_dir_all(dir)?;
+            crate::private_files::create_dir_all(dir)?;
             let mut bytes = [0u8; 32];
             rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut bytes);
             let key = URL_SAFE_NO_PAD.encode(bytes);
-            let mut options = std::fs::OpenOptions::new();
-            options.write(true).create_new(true);
-            #[cfg(unix)]
-            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-            let mut file = options.open(&path)?;
+            let mut file = crate::private_files::create_new_options().open(&path)?;
             file.write_all(key.as_bytes())?;
             file.sync_all()?;
             Ok((SecretString::from(key), true))

@@ -13,6 +13,7 @@ use uuid::Uuid;
 
 use super::extract::{Authenticated, ClientInfo, JsonObject};
 use super::{AppState, resource};
+use crate::auth::access::looks_like_access_token;
 use crate::auth::credentials::normalize_email;
 use crate::error::{ApiError, ErrorBody};
 use crate::sessions::{Device, TokenPair};
@@ -171,9 +172,10 @@ pub async fn login(
 
 /// Rotate: spend the refresh token, answer a new pair.
 ///
-/// Sending the same refresh token again within the reuse grace (10 s by
-/// default) returns the same new refresh token; any other replay of a spent
-/// token revokes the whole session.
+/// Sending the same refresh token again within the reuse grace (120 s by
+/// default), while its successor was never used, returns the same new refresh
+/// token; an older token within the grace is refused as `superseded` and
+/// revokes nothing; a spent token past the grace revokes the whole session.
 #[utoipa::path(
     post,
     path = "/refresh",
@@ -182,7 +184,7 @@ pub async fn login(
     responses(
         (status = 200, description = "The new token pair", body = TokenResponse, headers(("Cache-Control" = String, description = "no-store"))),
         (status = 400, description = "Malformed JSON, or a missing or mistyped field", body = ErrorBody, example = json!({"error": "invalid_request", "message": "Malformed JSON, or a missing or mistyped field"})),
-        (status = 401, description = "The refresh token is unknown, expired, revoked or reused: sign in again", body = ErrorBody, example = json!({"error": "invalid_grant", "message": "The refresh token is unknown, expired, revoked or reused: sign in again"})),
+        (status = 401, description = "invalid_grant, with a reason: expired, revoked, reuse_detected (the session was revoked), invalid: sign in again; superseded: a late duplicate, keep using the newest refresh token", body = ErrorBody, example = json!({"error": "invalid_grant", "message": "the refresh token has expired; sign in again", "reason": "expired"})),
         (status = 413, description = "The body is over 16 KiB", body = ErrorBody, example = json!({"error": "payload_too_large", "message": "The body is over 16 KiB"})),
         (status = 415, description = "The body is not application/json", body = ErrorBody, example = json!({"error": "unsupported_media_type", "message": "The body is not application/json"})),
         (status = 503, description = "The database is unreachable", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait before retrying")), example = json!({"error": "unavailable", "message": "The database is unreachable"})),
@@ -208,7 +210,7 @@ pub async fn refresh(
     request_body = RefreshRequest,
     responses(
         (status = 204, description = "The session is revoked (or the token was unknown)"),
-        (status = 400, description = "Malformed JSON, or a missing or mistyped field", body = ErrorBody, example = json!({"error": "invalid_request", "message": "Malformed JSON, or a missing or mistyped field"})),
+        (status = 400, description = "Malformed JSON, a missing or mistyped field, or an access token sent instead of the refresh token", body = ErrorBody, example = json!({"error": "invalid_request", "message": "refresh_token holds an access token; send the refresh token to sign out"})),
         (status = 413, description = "The body is over 16 KiB", body = ErrorBody, example = json!({"error": "payload_too_large", "message": "The body is over 16 KiB"})),
         (status = 415, description = "The body is not application/json", body = ErrorBody, example = json!({"error": "unsupported_media_type", "message": "The body is not application/json"})),
         (status = 503, description = "The database is unreachable", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait before retrying")), example = json!({"error": "unavailable", "message": "The database is unreachable"})),
@@ -218,9 +220,17 @@ pub async fn logout(
     state: web::Data<AppState>,
     body: JsonObject<RefreshRequest>,
 ) -> Result<HttpResponse, ApiError> {
+    let token = body.0.refresh_token.0;
+    // A silent 204 here would leave the session alive for 30 days while the
+    // app believes it signed out.
+    if looks_like_access_token(token.expose_secret()) {
+        return Err(ApiError::InvalidRequest(
+            "refresh_token holds an access token; send the refresh token to sign out".into(),
+        ));
+    }
     state
         .sessions
-        .end_by_refresh_token(body.0.refresh_token.0.expose_secret())
+        .end_by_refresh_token(token.expose_secret())
         .await?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -31,9 +31,21 @@ pub(super) async fn connect(
         // One writer at a time: a writer waits this long for the lock before the
         // request answers 503, instead of failing at once under a burst.
         .busy_timeout(settings.acquire_timeout);
+    // Created here, private, rather than by SQLite with the umask's mode;
+    // SQLite gives the -wal and -shm files the database file's mode.
     let path = options.get_filename();
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| StoreError::Other(sqlx::Error::Io(e)))?;
+    if path != std::path::Path::new(":memory:") && !url.contains("mode=memory") {
+        let io = |e| StoreError::Other(sqlx::Error::Io(e));
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            crate::private_files::create_dir_all(dir).map_err(io)?;
+        }
+        crate::private_files::ensure_file(path).map_err(io)?;
+        if crate::private_files::readable_by_others(path) {
+            log::warn!(
+                "{} is readable by other users of this machine; chmod 600 it (and its -wal and -shm)",
+                path.display()
+            );
+        }
     }
     SqlitePoolOptions::new()
         .max_connections(settings.max_connections)

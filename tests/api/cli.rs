@@ -28,9 +28,9 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// Starts the server in `dir` with no configuration but a port, waits for
-/// `/healthz`, stops it, and returns what it logged.
-async fn start_and_stop(dir: &Path) -> String {
+/// Starts the server in `dir` with no configuration but a port, and waits
+/// for `/healthz`. Returns the process and its base URL.
+async fn start(dir: &Path) -> (std::process::Child, String) {
     let port = free_port();
     let mut child = command(dir)
         .env("BIND_ADDR", format!("127.0.0.1:{port}"))
@@ -40,33 +40,84 @@ async fn start_and_stop(dir: &Path) -> String {
         .spawn()
         .unwrap();
     let client = reqwest::Client::new();
-    let mut up = false;
+    let base = format!("http://127.0.0.1:{port}");
     for _ in 0..100 {
-        if let Ok(r) = client
-            .get(format!("http://127.0.0.1:{port}/healthz"))
-            .send()
-            .await
-        {
-            up = r.status() == StatusCode::OK;
+        if let Ok(r) = client.get(format!("{base}/healthz")).send().await {
+            if r.status() == StatusCode::OK {
+                return (child, base);
+            }
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    // SIGTERM: a graceful stop.
+    let _ = child.kill();
+    panic!(
+        "the server did not answer /healthz; it logged:\n{}",
+        stop(child).await
+    );
+}
+
+/// SIGTERM (a graceful stop); returns what the server logged.
+async fn stop(mut child: std::process::Child) -> String {
     Command::new("kill")
         .arg(child.id().to_string())
         .status()
         .unwrap();
-    let output = tokio::task::spawn_blocking(move || {
+    tokio::task::spawn_blocking(move || {
         let _ = child.wait();
         let mut err = String::new();
         std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
         err
     })
     .await
-    .unwrap();
-    assert!(up, "the server answered /healthz; it logged:\n{output}");
-    output
+    .unwrap()
+}
+
+/// Starts the server in `dir`, stops it, and returns what it logged.
+async fn start_and_stop(dir: &Path) -> String {
+    let (child, _) = start(dir).await;
+    stop(child).await
+}
+
+#[tokio::test]
+async fn every_file_and_folder_the_first_start_creates_is_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let (child, base) = start(dir.path()).await;
+    // A write, so the WAL and its index exist too.
+    let response = reqwest::Client::new()
+        .post(format!("{base}/register"))
+        .json(&serde_json::json!({"email": "first@example.com", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let data = dir.path().join("data");
+    let mode = |name: &str| {
+        std::fs::metadata(data.join(name))
+            .unwrap_or_else(|e| panic!("{name}: {e}"))
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    let modes = [
+        (".", mode(".")),
+        ("auth.db", mode("auth.db")),
+        ("auth.db-wal", mode("auth.db-wal")),
+        ("auth.db-shm", mode("auth.db-shm")),
+        ("jwt_secret", mode("jwt_secret")),
+    ];
+    stop(child).await;
+    assert_eq!(
+        modes,
+        [
+            (".", 0o700),
+            ("auth.db", 0o600),
+            ("auth.db-wal", 0o600),
+            ("auth.db-shm", 0o600),
+            ("jwt_secret", 0o600),
+        ]
+    );
 }
 
 #[tokio::test]

@@ -100,11 +100,9 @@ pub async fn spawn_app_with(vars: &[(&str, &str)]) -> TestApp {
 /// A database no other test uses: a temp SQLite file, or a new PostgreSQL
 /// database when `TEST_DATABASE_URL` names a server.
 async fn fresh_database() -> (String, Option<tempfile::TempDir>) {
-    match std::env::var("TEST_DATABASE_URL") {
-        Ok(base) if base.starts_with("postgres") => {
-            (crate::support::fresh_postgres_database(&base).await, None)
-        }
-        _ => {
+    match crate::support::postgres_base() {
+        Some(base) => (crate::support::fresh_postgres_database(&base).await, None),
+        None => {
             let dir = tempfile::tempdir().expect("a temp folder");
             let url = format!("sqlite://{}/auth.db", dir.path().display());
             (url, Some(dir))

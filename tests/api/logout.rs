@@ -111,3 +111,26 @@ async fn revocations_survive_a_restart_of_the_server() {
     let response = restarted.me(&login.access_token).await;
     assert_error(response, StatusCode::UNAUTHORIZED, "invalid_token").await;
 }
+
+#[tokio::test]
+async fn logout_with_an_access_token_is_a_400_that_says_to_send_the_refresh_token() {
+    let app = spawn_app().await;
+    let login = app.new_login().await;
+    let response = app.logout(&login.access_token).await;
+    let body = assert_error(response, StatusCode::BAD_REQUEST, "invalid_request").await;
+    assert!(
+        body["message"].as_str().unwrap().contains("refresh token"),
+        "{body}"
+    );
+    assert!(!body.to_string().contains(&login.access_token));
+    // Nothing was signed out; the right token does it.
+    assert_eq!(app.me(&login.access_token).await.status(), StatusCode::OK);
+    assert_eq!(
+        app.logout(&login.refresh_token).await.status(),
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        app.me(&login.access_token).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+}

@@ -12,14 +12,22 @@ use tokio::task::JoinHandle;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_auth-api");
 
-/// The PostgreSQL server of `TEST_DATABASE_URL`, if the run has one.
+/// The PostgreSQL server of `TEST_DATABASE_URL`, if the run has one. A run
+/// that sets `TEST_REQUIRE_POSTGRES` (CI's PostgreSQL pass) fails here rather
+/// than skipping, so a missing server can never pass for a green run.
 pub fn postgres_base() -> Option<String> {
-    std::env::var("TEST_DATABASE_URL")
+    let url = std::env::var("TEST_DATABASE_URL")
         .ok()
-        .filter(|url| url.starts_with("postgres"))
+        .filter(|url| url.starts_with("postgres"));
+    assert!(
+        url.is_some() || std::env::var_os("TEST_REQUIRE_POSTGRES").is_none(),
+        "TEST_REQUIRE_POSTGRES is set but TEST_DATABASE_URL names no PostgreSQL server"
+    );
+    url
 }
 
-/// Skips (with a note) a test that only means something on PostgreSQL.
+/// Skips (with a note) a test that only means something on PostgreSQL; fails
+/// instead when the run requires PostgreSQL (see [`postgres_base`]).
 macro_rules! require_postgres {
     () => {
         match $crate::support::postgres_base() {
