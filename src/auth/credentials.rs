@@ -1,5 +1,5 @@
 //! Input rules for credentials (API.md, "Input rules"): email normalisation,
-//! the password policy of NIST SP 800-63B (length and a list of common
+//! the password policy of NIST SP 800-63B (NFKC, length and a list of common
 //! passwords, no composition rules), and the one rule for characters that are
 //! invisible, control, format or bidi.
 //!
@@ -11,6 +11,7 @@
 use std::collections::HashSet;
 use std::sync::LazyLock;
 
+use secrecy::zeroize::Zeroizing;
 use unicode_normalization::UnicodeNormalization;
 use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
 
@@ -36,15 +37,31 @@ pub enum WeakPassword {
     Common,
 }
 
-/// Checks a new password against the policy.
+/// The form a password is counted, checked and hashed in: Unicode NFKC (NIST
+/// SP 800-63B §5.1.1.2), so that every keyboard's spelling of the same password
+/// (a precomposed or a decomposed `é`, fullwidth or ASCII digits) is the same
+/// password. The copy is wiped when dropped.
+pub fn normalize_password(raw: &str) -> Zeroizing<String> {
+    // Sized exactly before it is filled: a growing String reallocates, and each
+    // buffer it leaves behind would keep part of the password in freed memory.
+    let len = raw.nfkc().map(char::len_utf8).sum();
+    let mut normalized = Zeroizing::new(String::with_capacity(len));
+    normalized.extend(raw.nfkc());
+    normalized
+}
+
+/// Checks a new password against the policy, on its NFKC form (what is hashed):
+/// the length in code points and bytes, and the common-password list.
 pub fn check_password_policy(password: &str) -> Result<(), WeakPassword> {
+    let password = normalize_password(password);
     if password.len() > MAX_PASSWORD_BYTES {
         return Err(WeakPassword::TooLong);
     }
     if password.chars().count() < MIN_PASSWORD_CHARS {
         return Err(WeakPassword::TooShort);
     }
-    if COMMON_PASSWORDS.contains(password.to_lowercase().as_str()) {
+    let lowercase = Zeroizing::new(password.to_lowercase());
+    if COMMON_PASSWORDS.contains(lowercase.as_str()) {
         return Err(WeakPassword::Common);
     }
     Ok(())
@@ -364,6 +381,41 @@ mod tests {
             Ok(())
         );
     }
+
+    #[test]
+    fn the_password_policy_counts_and_compares_the_nfkc_form() {
+        // Eight code points as typed (decomposed), four once composed.
+        let decomposed = "e\u{301}".repeat(4);
+        assert_eq!(decomposed.chars().count(), 8);
+        assert_eq!(
+            check_password_policy(&decomposed),
+            Err(WeakPassword::TooShort)
+        );
+        // Fullwidth `ｐａｓｓｗｏｒｄ` is `password`.
+        assert_eq!(
+            check_password_policy("ｐａｓｓｗｏｒｄ"),
+            Err(WeakPassword::Common)
+        );
+        // Three ligatures are nine letters: long enough.
+        assert_eq!(check_password_policy("\u{FB03}\u{FB03}\u{FB03}"), Ok(()));
+        // U+FDFA is one ligature of 3 bytes that expands to 33: 120 bytes
+        // as typed, 1320 once normalised.
+        assert_eq!(
+            check_password_policy(&"\u{FDFA}".repeat(40)),
+            Err(WeakPassword::TooLong)
+        );
+    }
+
+    #[test]
+    fn every_spelling_of_a_password_normalises_alike() {
+        let nfc = normalize_password("caf\u{E9} au lait");
+        assert_eq!(*normalize_password("cafe\u{301} au lait"), *nfc);
+        assert_eq!(*normalize_password("ｃａｆé au lait"), *nfc);
+        assert_eq!(
+            normalize_password("caf\u{E9} au lait").capacity(),
+            nfc.len()
+        );
+    }
 }
 
 #[cfg(test)]
@@ -430,6 +482,14 @@ mod properties {
         #[test]
         fn the_policy_never_panics(password in ".{0,1100}") {
             let _ = check_password_policy(&password);
+        }
+
+        #[test]
+        fn the_policy_judges_every_spelling_alike(password in ".{0,200}") {
+            let nfd: String = password.nfd().collect();
+            let nfkc: String = password.nfkc().collect();
+            prop_assert_eq!(check_password_policy(&nfd), check_password_policy(&password));
+            prop_assert_eq!(check_password_policy(&nfkc), check_password_policy(&password));
         }
 
     }
