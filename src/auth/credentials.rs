@@ -1,12 +1,13 @@
-//! Input rules for credentials (API.md, "Input rules"): email normalisation,
-//! the password policy of NIST SP 800-63B (NFKC, length and a list of common
-//! passwords, no composition rules), and the one rule for characters that are
-//! invisible, control, format or bidi.
+//! Input rules (API.md, "Input rules"): email normalisation, the password
+//! policy of NIST SP 800-63B (NFKC, length and a list of common passwords, no
+//! composition rules), device names and user agents, and the one rule for
+//! characters that are invisible, control, format or bidi.
 //!
-//! Why so strict: an email is shown to people later (an admin screen, a mail).
-//! Invisible and bidi characters make two different strings look alike
-//! (`alice\u{200B}@…`) or display as something else (U+202E reverses what
-//! follows), and PostgreSQL `text` cannot hold U+0000 at all.
+//! Why so strict: an email, a device name and a user agent are all shown to
+//! people later (in the session list, an admin screen, a mail). Invisible and
+//! bidi characters make two different strings look alike (`alice\u{200B}@…`)
+//! or make a name display as something else (U+202E reverses what follows), and
+//! PostgreSQL `text` cannot hold U+0000 at all.
 
 use std::collections::HashSet;
 use std::sync::LazyLock;
@@ -20,6 +21,10 @@ pub const MAX_PASSWORD_BYTES: usize = 1024;
 pub const MAX_EMAIL_BYTES: usize = 254;
 /// RFC 5321 §4.5.3.1.1.
 pub const MAX_EMAIL_LOCAL_BYTES: usize = 64;
+/// Longest `device_name` accepted, in characters.
+pub const MAX_DEVICE_NAME_CHARS: usize = 100;
+/// Stored user agents are cut to this many characters.
+pub const MAX_USER_AGENT_CHARS: usize = 256;
 
 /// Common passwords of 8 characters or more, lowercased, one a line: the
 /// password list of zxcvbn (MIT), shipped so no network is needed at run time.
@@ -160,6 +165,45 @@ pub fn normalize_email(raw: &str) -> Option<String> {
         && !domain.ends_with('.')
         && !domain.contains("..");
     valid.then_some(email)
+}
+
+/// Why a `device_name` is refused: `400 invalid_request`, naming the field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum DeviceNameError {
+    #[error("device_name must be at most 100 characters")]
+    TooLong,
+    #[error("device_name must not contain control, format, bidi or invisible characters")]
+    InvisibleCharacter,
+}
+
+/// A `device_name` as stored with a session: trimmed; `None` when absent or
+/// blank. At most 100 characters, and nothing [`is_invisible_or_control`]
+/// refuses, anywhere (a trailing newline too): the name is shown to the user in
+/// the session list, where such characters could disguise a session as another.
+pub fn check_device_name(raw: Option<&str>) -> Result<Option<String>, DeviceNameError> {
+    let Some(raw) = raw else {
+        return Ok(None);
+    };
+    if raw.chars().any(is_invisible_or_control) {
+        return Err(DeviceNameError::InvisibleCharacter);
+    }
+    let name = raw.trim();
+    if name.chars().count() > MAX_DEVICE_NAME_CHARS {
+        return Err(DeviceNameError::TooLong);
+    }
+    Ok((!name.is_empty()).then(|| name.to_owned()))
+}
+
+/// A `User-Agent` as stored with a session: the characters
+/// [`is_invisible_or_control`] refuses removed (the header is not ours to
+/// refuse, but it is shown in the session list), then trimmed and cut to 256
+/// characters.
+pub fn clean_user_agent(raw: &str) -> String {
+    let cleaned: String = raw
+        .chars()
+        .filter(|&c| !is_invisible_or_control(c))
+        .collect();
+    cleaned.trim().chars().take(MAX_USER_AGENT_CHARS).collect()
 }
 
 #[cfg(test)]
@@ -416,6 +460,60 @@ mod tests {
             nfc.len()
         );
     }
+
+    #[test]
+    fn device_names_are_trimmed_and_blank_ones_are_none() {
+        assert_eq!(check_device_name(None), Ok(None));
+        assert_eq!(check_device_name(Some("   ")), Ok(None));
+        assert_eq!(
+            check_device_name(Some("  Alice's iPhone ")),
+            Ok(Some("Alice's iPhone".into()))
+        );
+        assert_eq!(
+            check_device_name(Some(&"é".repeat(100))),
+            Ok(Some("é".repeat(100)))
+        );
+        assert_eq!(
+            check_device_name(Some(&"d".repeat(101))),
+            Err(DeviceNameError::TooLong)
+        );
+    }
+
+    #[test]
+    fn device_names_refuse_every_invisible_or_control_character() {
+        for &c in INVISIBLE {
+            for name in [
+                format!("Alice{c}Phone"),
+                format!("Phone{c}"),
+                format!("{c}"),
+            ] {
+                assert_eq!(
+                    check_device_name(Some(&name)),
+                    Err(DeviceNameError::InvisibleCharacter),
+                    "U+{:04X}",
+                    c as u32
+                );
+            }
+        }
+        for error in [
+            DeviceNameError::TooLong,
+            DeviceNameError::InvisibleCharacter,
+        ] {
+            assert!(error.to_string().contains("device_name"));
+        }
+    }
+
+    #[test]
+    fn user_agents_lose_invisible_characters_then_are_truncated() {
+        assert_eq!(
+            clean_user_agent("Mozilla/5.0\t(X11;\u{202E} Linux)\u{1B}[31m"),
+            "Mozilla/5.0(X11; Linux)[31m"
+        );
+        // Removed first, then truncated: 256 visible characters survive.
+        let padded = format!("{}{}", "\u{200B}".repeat(300), "A".repeat(300));
+        assert_eq!(clean_user_agent(&padded), "A".repeat(MAX_USER_AGENT_CHARS));
+        assert_eq!(clean_user_agent("\u{0}\u{7F}"), "");
+    }
 }
 
 #[cfg(test)]
@@ -492,5 +590,15 @@ mod properties {
             prop_assert_eq!(check_password_policy(&nfkc), check_password_policy(&password));
         }
 
+        #[test]
+        fn device_names_and_user_agents_keep_no_invisible_character(raw in ".{0,300}") {
+            let agent = clean_user_agent(&raw);
+            prop_assert!(agent.chars().count() <= MAX_USER_AGENT_CHARS);
+            prop_assert!(!agent.chars().any(is_invisible_or_control));
+            if let Ok(Some(name)) = check_device_name(Some(&raw)) {
+                prop_assert!(name.chars().count() <= MAX_DEVICE_NAME_CHARS);
+                prop_assert!(!name.chars().any(is_invisible_or_control));
+            }
+        }
     }
 }

@@ -11,13 +11,13 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::{FromRequest, HttpRequest, web};
 
 use super::AppState;
+use crate::auth::credentials::clean_user_agent;
 use crate::auth::{AccessTokens, Claims, RevocationSet, Role, TokenError};
 use crate::error::ApiError;
 
 /// Request bodies larger than this answer `413` (API.md).
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
-/// Stored user agents are cut to this many characters.
-pub const MAX_USER_AGENT_CHARS: usize = 256;
+pub use crate::auth::credentials::MAX_USER_AGENT_CHARS;
 
 /// A caller with a valid access token of a session that is not revoked.
 ///
@@ -111,7 +111,7 @@ impl FromRequest for Admin {
 }
 
 /// Who is calling: the client IP (for rate limits and audit logs) and the
-/// `User-Agent` (recorded with a new session, truncated).
+/// `User-Agent` (recorded with a new session, cleaned and truncated).
 #[derive(Debug, Clone)]
 pub struct ClientInfo {
     pub ip: Option<IpAddr>,
@@ -130,7 +130,7 @@ impl FromRequest for ClientInfo {
             .headers()
             .get(header::USER_AGENT)
             .and_then(|v| v.to_str().ok())
-            .map(|ua| ua.chars().take(MAX_USER_AGENT_CHARS).collect::<String>())
+            .map(clean_user_agent)
             .filter(|ua| !ua.is_empty());
         ready(Ok(ClientInfo {
             ip: client_ip(req, trust_forwarded_for),
