@@ -11,7 +11,7 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
-use crate::auth::credentials::WeakPassword;
+use crate::auth::credentials::{DeviceNameError, WeakPassword};
 use crate::auth::{HashError, TokenError};
 use crate::sessions::{RefreshRefusal, SessionError};
 use crate::store::StoreError;
@@ -242,6 +242,13 @@ impl From<HashError> for ApiError {
 impl From<WeakPassword> for ApiError {
     fn from(err: WeakPassword) -> Self {
         ApiError::WeakPassword(err)
+    }
+}
+
+/// A bad `device_name` is a malformed request; the message names the field.
+impl From<DeviceNameError> for ApiError {
+    fn from(err: DeviceNameError) -> Self {
+        ApiError::InvalidRequest(err.to_string())
     }
 }
 

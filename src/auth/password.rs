@@ -18,6 +18,9 @@
 //!
 //! An unknown account still costs one verify, against a dummy hash made at
 //! start with the same parameters, so timing does not reveal which emails exist.
+//!
+//! Passwords are hashed and verified in their NFKC form (NIST SP 800-63B), here
+//! and nowhere else, so no caller can forget it.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -27,6 +30,8 @@ use std::sync::{Arc, Mutex};
 use argon2::password_hash::{Output, ParamsString, PasswordHash, SaltString};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
 use secrecy::{ExposeSecret, SecretString};
+
+use super::credentials::normalize_password;
 
 /// argon2id memory cost, KiB.
 pub const M_COST_KIB: u32 = 19 * 1024;
@@ -98,15 +103,17 @@ impl PasswordHasher {
         }
     }
 
-    /// Hashes a new password (PHC string with parameters and salt).
+    /// Hashes a new password (PHC string with parameters and salt), in its
+    /// NFKC form ([`normalize_password`]), so any spelling of it verifies.
     pub async fn hash(&self, password: SecretString) -> Result<String, HashError> {
         self.stats.hashes.fetch_add(1, Ordering::Relaxed);
-        self.run(move |worker| worker.hash(password.expose_secret().as_bytes()))
+        self.run(move |worker| worker.hash(normalize_password(password.expose_secret()).as_bytes()))
             .await?
     }
 
-    /// Checks a password against a stored hash; with `None` (no such account)
-    /// spends the same effort on the dummy hash and answers `false`.
+    /// Checks a password against a stored hash, in its NFKC form; with `None`
+    /// (no such account) spends the same effort on the dummy hash and answers
+    /// `false`.
     pub async fn verify(
         &self,
         password: SecretString,
@@ -116,7 +123,26 @@ impl PasswordHasher {
         let known = stored.is_some();
         let stored = stored.unwrap_or_else(|| self.dummy_hash.clone());
         let matched = self
-            .run(move |worker| worker.verify(password.expose_secret().as_bytes(), &stored))
+            .run(move |worker| {
+                let raw = password.expose_secret();
+                let normalized = normalize_password(raw);
+                if worker.verify(normalized.as_bytes(), &stored)? {
+                    return Ok(true);
+                }
+                // Legacy hashes: before passwords were normalised, the bytes
+                // typed at registration were hashed as they came. Typed the
+                // same way again, such a password matches only in its raw form;
+                // without this second try every account registered with a
+                // non-NFKC password (a decomposed `é` from some keyboards,
+                // fullwidth digits) would be locked out. It costs a second
+                // verify only for input that is not NFKC, and it runs for an
+                // unknown account too (against the dummy hash), so the timing
+                // still does not tell which emails exist.
+                if normalized.as_str() != raw {
+                    return worker.verify(raw.as_bytes(), &stored);
+                }
+                Ok(false)
+            })
             .await??;
         Ok(known && matched)
     }
@@ -340,6 +366,50 @@ mod tests {
                     .unwrap()
             );
         }
+    }
+
+    #[tokio::test]
+    async fn every_spelling_of_a_password_verifies_its_hash() {
+        let hasher = PasswordHasher::new(1, 4);
+        let nfc = "caf\u{E9} cr\u{E8}me 2024";
+        let nfd = "cafe\u{301} cre\u{300}me 2024";
+        let fullwidth = "caf\u{E9} cr\u{E8}me \u{FF12}\u{FF10}\u{FF12}\u{FF14}";
+        for (registered, typed) in [(nfc, nfd), (nfd, nfc), (nfc, fullwidth), (fullwidth, nfd)] {
+            let hash = hasher.hash(secret(registered)).await.unwrap();
+            assert!(
+                hasher
+                    .verify(secret(typed), Some(hash.clone()))
+                    .await
+                    .unwrap(),
+                "{registered:?} then {typed:?}"
+            );
+            assert!(
+                !hasher
+                    .verify(secret("cafe creme 2024"), Some(hash))
+                    .await
+                    .unwrap()
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_hash_of_a_raw_non_nfkc_password_still_verifies_as_typed() {
+        let hasher = PasswordHasher::new(1, 4);
+        // As hashes were made before passwords were normalised: the raw bytes.
+        let nfd = "cafe\u{301} cre\u{300}me 2024";
+        let legacy = Worker::new().hash(nfd.as_bytes()).unwrap();
+        assert!(
+            hasher
+                .verify(secret(nfd), Some(legacy.clone()))
+                .await
+                .unwrap()
+        );
+        assert!(
+            !hasher
+                .verify(secret("cafe creme 2024"), Some(legacy))
+                .await
+                .unwrap()
+        );
     }
 
     #[tokio::test]

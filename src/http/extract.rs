@@ -11,13 +11,13 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::{FromRequest, HttpRequest, web};
 
 use super::AppState;
+use crate::auth::credentials::clean_user_agent;
 use crate::auth::{AccessTokens, Claims, RevocationSet, Role, TokenError};
 use crate::error::ApiError;
 
 /// Request bodies larger than this answer `413` (API.md).
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
-/// Stored user agents are cut to this many characters.
-pub const MAX_USER_AGENT_CHARS: usize = 256;
+pub use crate::auth::credentials::MAX_USER_AGENT_CHARS;
 
 /// A caller with a valid access token of a session that is not revoked.
 ///
@@ -111,7 +111,7 @@ impl FromRequest for Admin {
 }
 
 /// Who is calling: the client IP (for rate limits and audit logs) and the
-/// `User-Agent` (recorded with a new session, truncated).
+/// `User-Agent` (recorded with a new session, cleaned and truncated).
 #[derive(Debug, Clone)]
 pub struct ClientInfo {
     pub ip: Option<IpAddr>,
@@ -130,7 +130,7 @@ impl FromRequest for ClientInfo {
             .headers()
             .get(header::USER_AGENT)
             .and_then(|v| v.to_str().ok())
-            .map(|ua| ua.chars().take(MAX_USER_AGENT_CHARS).collect::<String>())
+            .map(clean_user_agent)
             .filter(|ua| !ua.is_empty());
         ready(Ok(ClientInfo {
             ip: client_ip(req, trust_forwarded_for),
@@ -178,11 +178,47 @@ impl<T: serde::de::DeserializeOwned> FromRequest for JsonObject<T> {
             web::Json::<serde_json::Map<String, serde_json::Value>>::from_request(req, payload);
         Box::pin(async move {
             let object = object.await?.into_inner();
+            if let Some(field) = field_with_nul(&object) {
+                return Err(ApiError::InvalidRequest(match field {
+                    Some(name) => format!("{name} must not contain a NUL character (U+0000)"),
+                    None => "the request body must not contain a NUL character (U+0000)".into(),
+                })
+                .into());
+            }
             serde_json::from_value(serde_json::Value::Object(object))
                 .map(JsonObject)
                 .map_err(|e| ApiError::InvalidRequest(describe_json_error(&e)).into())
         })
     }
+}
+
+/// A NUL (U+0000) anywhere in a body, in a value at any depth or in a key:
+/// `Some(Some(field))` naming the top-level field it is under when that name is
+/// a plain identifier (never echoing anything else the client sent),
+/// `Some(None)` otherwise.
+///
+/// Refused for every body here, before any handler runs (API.md: a NUL is a
+/// `400`, never a `500`): PostgreSQL `text` cannot hold U+0000, so a NUL that
+/// reached the store would fail the query, and no field of the API has a use
+/// for one. One check covers every endpoint, today's and tomorrow's.
+fn field_with_nul(object: &serde_json::Map<String, serde_json::Value>) -> Option<Option<&str>> {
+    fn holds_nul(value: &serde_json::Value) -> bool {
+        match value {
+            serde_json::Value::String(s) => s.contains('\0'),
+            serde_json::Value::Array(items) => items.iter().any(holds_nul),
+            serde_json::Value::Object(fields) => fields
+                .iter()
+                .any(|(key, value)| key.contains('\0') || holds_nul(value)),
+            _ => false,
+        }
+    }
+    let (key, _) = object
+        .iter()
+        .find(|(key, value)| key.contains('\0') || holds_nul(value))?;
+    let plain = !key.is_empty()
+        && key.len() <= 32
+        && key.bytes().all(|b| b.is_ascii_lowercase() || b == b'_');
+    Some(plain.then_some(key.as_str()))
 }
 
 /// JSON bodies: at most 16 KiB, `application/json`, and every rejection as a JSON error.
@@ -236,6 +272,39 @@ fn describe_json_error(err: &serde_json::Error) -> String {
 /// such resource, and nothing to learn from the difference.
 pub fn path_config() -> web::PathConfig {
     web::PathConfig::default().error_handler(|_err: PathError, _req| ApiError::NotFound.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn nul_in(body: serde_json::Value) -> Option<Option<String>> {
+        let serde_json::Value::Object(object) = body else {
+            panic!("an object")
+        };
+        field_with_nul(&object).map(|field| field.map(str::to_owned))
+    }
+
+    #[test]
+    fn a_nul_is_found_at_any_depth_and_named_by_its_field() {
+        assert_eq!(nul_in(json!({"email": "a@b.c", "password": "pw"})), None);
+        assert_eq!(
+            nul_in(json!({"email": "a@b.c", "device_name": "x\u{0}y"})),
+            Some(Some("device_name".into()))
+        );
+        assert_eq!(
+            nul_in(json!({"extra": [1, {"deep": ["\u{0}"]}]})),
+            Some(Some("extra".into()))
+        );
+        assert_eq!(
+            nul_in(json!({"extra": {"k\u{0}": 1}})),
+            Some(Some("extra".into()))
+        );
+        // A key that is not a plain name is not echoed.
+        assert_eq!(nul_in(json!({"pass\u{0}word": "x"})), Some(None));
+        assert_eq!(nul_in(json!({"Secret-Value": "\u{0}"})), Some(None));
+    }
 }
 
 #[cfg(test)]

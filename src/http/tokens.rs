@@ -14,13 +14,12 @@ use uuid::Uuid;
 use super::extract::{Authenticated, ClientInfo, JsonObject};
 use super::{AppState, resource};
 use crate::auth::access::looks_like_access_token;
-use crate::auth::credentials::normalize_email;
+use crate::auth::credentials::{check_device_name, normalize_email};
 use crate::error::{ApiError, ErrorBody};
 use crate::sessions::{Device, TokenPair};
 use crate::telemetry::RevocationReason;
 
-/// Longest `device_name` accepted, in characters.
-pub const MAX_DEVICE_NAME_CHARS: usize = 100;
+pub use crate::auth::credentials::MAX_DEVICE_NAME_CHARS;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/login", "POST").route(web::post().to(login)))
@@ -120,15 +119,7 @@ pub async fn login(
         return Err(retry.into());
     }
     let body = body.0;
-    let device_name = match body.device_name.map(|d| d.trim().to_owned()) {
-        Some(d) if d.chars().count() > MAX_DEVICE_NAME_CHARS => {
-            return Err(ApiError::InvalidRequest(format!(
-                "device_name must be at most {MAX_DEVICE_NAME_CHARS} characters"
-            )));
-        }
-        Some(d) if d.is_empty() => None,
-        other => other,
-    };
+    let device_name = check_device_name(body.device_name.as_deref())?;
 
     // Unknown and malformed emails cost the same verify as a wrong password
     // and get the same answer, so neither the body nor the timing tells which

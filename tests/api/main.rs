@@ -13,6 +13,7 @@ mod health;
 mod helpers;
 mod hostile;
 mod housekeeping;
+mod input_rules;
 mod instances;
 mod leaks;
 mod limits;
