@@ -72,6 +72,14 @@ async fn open_store(config: &Config) -> anyhow::Result<Store> {
 pub async fn migrate(config: &Config) -> anyhow::Result<()> {
     let store = open_store(config).await?;
     println!("migrations applied ({} database)", store.kind());
+    if let Some(report) = crate::upgrade::run(&store).await? {
+        println!(
+            "emails normalised: {} rewritten, {} collision(s), {} invalid (see the log for user ids)",
+            report.rewritten,
+            report.collisions.len(),
+            report.invalid.len()
+        );
+    }
     store.close().await;
     Ok(())
 }

@@ -18,6 +18,7 @@
 //! - [`revocation_sync`]: revocations pushed between instances (PostgreSQL LISTEN/NOTIFY);
 //! - [`limits`]: rate limits per client IP and per email;
 //! - [`telemetry`]: Prometheus metrics and audit log lines;
+//! - [`upgrade`]: one-off upgrades of stored data (email normalisation);
 //! - [`private_files`]: files and folders created readable by the service's user only;
 //! - [`clock`]: the injectable time every session and token rule is decided at;
 //! - [`cli`]: the command line (serve, migrate, admin).
@@ -36,3 +37,4 @@ pub mod sessions;
 pub mod startup;
 pub mod store;
 pub mod telemetry;
+pub mod upgrade;

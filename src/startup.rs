@@ -170,6 +170,9 @@ async fn build_state(config: &Config, clock: SharedClock) -> anyhow::Result<AppS
     )
     .await
     .context("cannot open the database (DATABASE_URL)")?;
+    crate::upgrade::run(&store)
+        .await
+        .context("cannot upgrade the stored data")?;
 
     // A revoked session's access tokens stay refused across a restart: reload
     // every revocation whose tokens may still be unexpired.

@@ -22,11 +22,15 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct RegisterRequest {
-    /// Trimmed and compared case-insensitively; at most 254 bytes; `local@domain`.
+    /// Trimmed, Unicode NFKC, lower-cased, and compared in that form; at most
+    /// 254 bytes after normalisation; exactly one `@` and a dotted domain; no
+    /// control, format (zero-width, BOM, bidi) or other invisible characters.
     #[schema(example = "alice@example.com", format = Email, max_length = 254)]
     pub email: String,
-    /// At least 8 characters (code points) and at most 1024 bytes; no composition
-    /// rules; a common password is refused (`422 weak_password`).
+    /// Unicode NFKC before counting and hashing (every keyboard's spelling of
+    /// the same password works); at least 8 characters (code points) and at
+    /// most 1024 bytes; no composition rules; a common password is refused
+    /// (`422 weak_password`).
     #[schema(value_type = String, format = Password, example = "correct horse battery staple", min_length = 8, max_length = 1024)]
     pub password: SecretStringField,
 }

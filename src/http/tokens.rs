@@ -34,7 +34,8 @@ pub struct LoginRequest {
     pub email: String,
     #[schema(value_type = String, format = Password, example = "correct horse battery staple")]
     pub password: SecretStringField,
-    /// Shown in the session list, at most 100 characters.
+    /// Shown in the session list: at most 100 characters, no control, format
+    /// or bidi characters (`400 invalid_request` naming the field).
     #[schema(example = "Alice's iPhone", max_length = 100)]
     pub device_name: Option<String>,
 }

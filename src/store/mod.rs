@@ -21,7 +21,7 @@ mod users;
 use secrecy::{ExposeSecret, SecretString};
 
 pub use sessions::{NewSession, Session};
-pub use users::{RoleColumn, User};
+pub use users::{EmailNormalization, RoleColumn, User};
 
 /// Why a store call failed.
 #[derive(Debug, thiserror::Error)]

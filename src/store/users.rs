@@ -116,3 +116,74 @@ impl Store {
         Ok(revoked)
     }
 }
+
+/// What [`Store::normalize_emails`] did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct EmailNormalization {
+    /// Accounts whose stored email was rewritten to its normalised form.
+    pub rewritten: usize,
+    /// Accounts left as they were because another account already has the
+    /// normalised form: (this account, the account holding it).
+    pub collisions: Vec<(Uuid, Uuid)>,
+    /// Accounts whose email the current rules refuse outright, left as they were.
+    pub invalid: Vec<Uuid>,
+}
+
+impl Store {
+    /// Rewrites every stored email to `normalize(email)` where they differ.
+    /// Never fails on data: an email whose normalised form belongs to another
+    /// account, or that the rules refuse, is left as it was and reported, so
+    /// an operator can settle it (the accounts can still be reached by id).
+    pub async fn normalize_emails(
+        &self,
+        normalize: impl Fn(&str) -> Option<String>,
+    ) -> Result<EmailNormalization, StoreError> {
+        let mut report = EmailNormalization::default();
+        let users: Vec<(Uuid, String)> = on_pool!(self, pool =>
+            sqlx::query_as("SELECT id, email FROM users").fetch_all(pool).await)?;
+        for (id, email) in users {
+            let Some(normal) = normalize(&email) else {
+                report.invalid.push(id);
+                continue;
+            };
+            if normal == email {
+                continue;
+            }
+            let update = "UPDATE users SET email = $1 WHERE id = $2";
+            let result = on_pool!(self, pool =>
+                sqlx::query(update).bind(&normal).bind(id).execute(pool).await.map(|_| ()))
+            .map_err(|e| {
+                on_constraint(e, "users_email_key", "users.email", StoreError::EmailTaken)
+            });
+            match result {
+                Ok(_) => report.rewritten += 1,
+                Err(StoreError::EmailTaken) => {
+                    let holder = self.find_user_by_email(&normal).await?.map_or(id, |u| u.id);
+                    report.collisions.push((id, holder));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(report)
+    }
+
+    /// Whether the data migration `name` has completed.
+    pub async fn data_migration_done(&self, name: &str) -> Result<bool, StoreError> {
+        let sql = "SELECT COUNT(*) FROM data_migrations WHERE name = $1";
+        let n: i64 =
+            on_pool!(self, pool => sqlx::query_scalar(sql).bind(name).fetch_one(pool).await)?;
+        Ok(n > 0)
+    }
+
+    /// Records that the data migration `name` completed (idempotent).
+    pub async fn record_data_migration(
+        &self,
+        name: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let sql = "INSERT INTO data_migrations (name, completed_at) VALUES ($1, $2) \
+                   ON CONFLICT (name) DO NOTHING";
+        on_pool!(self, pool => sqlx::query(sql).bind(name).bind(now).execute(pool).await.map(|_| ()))?;
+        Ok(())
+    }
+}

@@ -63,3 +63,59 @@ async fn a_session_starts_only_under_the_current_credential_version() {
     let current = new_session(&now_user, Uuid::new_v4());
     assert!(store.create_session(&current).await.unwrap());
 }
+
+#[tokio::test]
+async fn stored_emails_are_normalised_once_and_collisions_are_reported_not_fatal() {
+    use auth_api::auth::credentials::normalize_email;
+    let app = spawn_app().await;
+    let store = &app.state.store;
+    // The start already ran the upgrade on the empty database: it is recorded.
+    assert!(auth_api::upgrade::run(store).await.unwrap().is_none());
+
+    // Accounts as version 1 stored them: trimmed and lower-cased only.
+    let now = Utc::now();
+    let tag = Uuid::new_v4().simple().to_string();
+    let decomposed = format!("cafe\u{301}-{tag}@example.com");
+    let precomposed = format!("caf\u{e9}-{tag}@example.com");
+    let fullwidth = format!("\u{ff41}lice-{tag}@example.com");
+    let hidden = format!("bob\u{200b}-{tag}@example.com");
+    let first = store
+        .create_user(&decomposed, "$argon2id$x", now)
+        .await
+        .unwrap();
+    let second = store
+        .create_user(&precomposed, "$argon2id$x", now)
+        .await
+        .unwrap();
+    let wide = store
+        .create_user(&fullwidth, "$argon2id$x", now)
+        .await
+        .unwrap();
+    let invisible = store
+        .create_user(&hidden, "$argon2id$x", now)
+        .await
+        .unwrap();
+
+    let report = store.normalize_emails(normalize_email).await.unwrap();
+    assert_eq!(report.rewritten, 1, "{report:?}");
+    assert_eq!(report.collisions, vec![(first.id, second.id)]);
+    assert_eq!(report.invalid, vec![invisible.id]);
+    let found = store
+        .find_user_by_email(&format!("alice-{tag}@example.com"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(found.id, wide.id);
+    // Nothing was lost: the colliding and the invalid accounts are as they were.
+    assert_eq!(
+        store.find_user(first.id).await.unwrap().unwrap().email,
+        decomposed
+    );
+    assert_eq!(
+        store.find_user(invisible.id).await.unwrap().unwrap().email,
+        hidden
+    );
+    // Running it again changes nothing more.
+    let again = store.normalize_emails(normalize_email).await.unwrap();
+    assert_eq!(again.rewritten, 0);
+}
