@@ -1,14 +1,13 @@
 //! PostgreSQL specifics: the pool, the SQLSTATE codes that mean "the server
 //! cannot serve right now" rather than "the query is wrong", the revocation
-//! channel, and this backend's form of the two statements that differ
-//! (rotation, session start).
+//! channel, and this backend's form of the refresh-token rotation.
 
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 use uuid::Uuid;
 
-use super::sessions::{NewSession, Session};
+use super::sessions::Session;
 use super::{PoolSettings, StoreError};
 
 pub(super) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -73,34 +72,6 @@ pub(super) async fn rotate_if_current(
         .bind(from)
         .fetch_optional(pool)
         .await?)
-}
-
-/// Starts a session if the credential is unchanged (see `Store::create_session`).
-///
-/// `FOR SHARE` closes the race with a password change under READ COMMITTED:
-/// if the change has written the users row, this insert waits for it to
-/// commit and then re-reads the row (the version no longer matches: nothing is
-/// inserted); if this insert locked the row first, the change waits for it,
-/// and its revoke statement then sees and revokes this session.
-pub(super) async fn create_session(pool: &PgPool, new: &NewSession) -> Result<bool, StoreError> {
-    let sql = "INSERT INTO sessions (id, user_id, generation, device_name, user_agent, created_at, \
-               rotated_at, last_used_at, idle_expires_at, expires_at) \
-               SELECT $1, u.id, 0, $2, $3, $4, $4, $4, $5, $6 FROM users u \
-               WHERE u.id = $7 AND u.credential_version = $8 AND u.disabled_at IS NULL \
-               FOR SHARE";
-    let rows = sqlx::query(sql)
-        .bind(new.id)
-        .bind(new.device_name.as_deref())
-        .bind(new.user_agent.as_deref())
-        .bind(new.now)
-        .bind(new.idle_expires_at)
-        .bind(new.expires_at)
-        .bind(new.user_id)
-        .bind(new.credential_version)
-        .execute(pool)
-        .await?
-        .rows_affected();
-    Ok(rows == 1)
 }
 
 #[cfg(test)]

@@ -1,10 +1,8 @@
 //! The `sessions` table: one row per login on one device, its refresh-token
 //! generation, lifetimes and revocation.
 //!
-//! The two statements whose best form differs by database live in the
-//! backend's own file: [`sqlite::rotate_if_current`] /
-//! [`postgres::rotate_if_current`] and [`sqlite::create_session`] /
-//! [`postgres::create_session`].
+//! The rotation statement, whose best form differs by database, lives in each
+//! backend's own file: [`sqlite::rotate_if_current`], [`postgres::rotate_if_current`].
 
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
@@ -69,11 +67,31 @@ impl Store {
     /// Starts a session at generation 0, if the user still exists, is not
     /// disabled and its credential version is still `new.credential_version`.
     /// `false` if not: the credential changed since it was checked.
+    ///
+    /// One `INSERT … SELECT`. On PostgreSQL `FOR SHARE` closes the race with
+    /// a password change under READ COMMITTED: if the change has written the
+    /// users row, this insert waits for it to commit and then re-reads the row
+    /// (the version no longer matches: nothing is inserted); if this insert
+    /// locked the row first, the change waits for it, and its revoke statement
+    /// then sees and revokes this session. SQLite runs one writer at a time,
+    /// which gives the same two outcomes with no lock clause.
     pub async fn create_session(&self, new: &NewSession) -> Result<bool, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(pool) => sqlite::create_session(pool, new).await,
-            Backend::Postgres(pool) => postgres::create_session(pool, new).await,
-        }
+        let lock = match self.backend {
+            Backend::Postgres(_) => " FOR SHARE",
+            Backend::Sqlite(_) => "",
+        };
+        let sql = format!(
+            "INSERT INTO sessions (id, user_id, generation, device_name, user_agent, created_at, \
+             rotated_at, last_used_at, idle_expires_at, expires_at) \
+             SELECT $1, u.id, 0, $2, $3, $4, $4, $4, $5, $6 FROM users u \
+             WHERE u.id = $7 AND u.credential_version = $8 AND u.disabled_at IS NULL{lock}"
+        );
+        let rows = on_pool!(self, pool => sqlx::query(&sql)
+            .bind(new.id).bind(new.device_name.as_deref()).bind(new.user_agent.as_deref())
+            .bind(new.now).bind(new.idle_expires_at).bind(new.expires_at)
+            .bind(new.user_id).bind(new.credential_version)
+            .execute(pool).await.map(|r| r.rows_affected()))?;
+        Ok(rows == 1)
     }
 
     /// A session by id, whatever its state.

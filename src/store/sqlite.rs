@@ -1,6 +1,6 @@
 //! SQLite specifics: the connection options (WAL, foreign keys, busy timeout),
 //! the error codes that mean "busy, try later" rather than "broken", and this
-//! backend's form of the two statements that differ (rotation, session start).
+//! backend's form of the refresh-token rotation.
 
 use std::str::FromStr;
 
@@ -9,7 +9,7 @@ use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use uuid::Uuid;
 
-use super::sessions::{NewSession, SESSION_COLUMNS, Session};
+use super::sessions::{SESSION_COLUMNS, Session};
 use super::{PoolSettings, StoreError};
 
 pub(super) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -108,31 +108,4 @@ pub(super) async fn rotate_if_current(
     session.last_used_at = now;
     session.idle_expires_at = idle_expires_at;
     Ok(Some(session))
-}
-
-/// Starts a session if the credential is unchanged (see `Store::create_session`).
-/// One `INSERT … SELECT`: SQLite runs one writer at a time, so a password
-/// change either committed before (the version no longer matches) or runs
-/// after (and revokes this session).
-pub(super) async fn create_session(
-    pool: &SqlitePool,
-    new: &NewSession,
-) -> Result<bool, StoreError> {
-    let sql = "INSERT INTO sessions (id, user_id, generation, device_name, user_agent, created_at, \
-               rotated_at, last_used_at, idle_expires_at, expires_at) \
-               SELECT $1, u.id, 0, $2, $3, $4, $4, $4, $5, $6 FROM users u \
-               WHERE u.id = $7 AND u.credential_version = $8 AND u.disabled_at IS NULL";
-    let rows = sqlx::query(sql)
-        .bind(new.id)
-        .bind(new.device_name.as_deref())
-        .bind(new.user_agent.as_deref())
-        .bind(new.now)
-        .bind(new.idle_expires_at)
-        .bind(new.expires_at)
-        .bind(new.user_id)
-        .bind(new.credential_version)
-        .execute(pool)
-        .await?
-        .rows_affected();
-    Ok(rows == 1)
 }
