@@ -22,7 +22,7 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
-    fn new(var: &'static str, reason: impl Into<String>) -> Self {
+    pub(crate) fn new(var: &'static str, reason: impl Into<String>) -> Self {
         Self {
             var,
             reason: reason.into(),
@@ -49,12 +49,29 @@ pub struct Config {
     pub http_workers: usize,
 }
 
+/// The algorithm of the access tokens (`JWT_ALGORITHM`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JwtAlgorithm {
+    /// HMAC-SHA256 under `JWT_SECRET` (the default).
+    Hs256,
+    /// ECDSA P-256 under `JWT_PRIVATE_KEY_FILE`.
+    Es256,
+    /// Ed25519 under `JWT_PRIVATE_KEY_FILE`.
+    EdDsa,
+}
+
 /// Keys and claims of the access tokens.
 #[derive(Debug, Clone)]
 pub struct JwtConfig {
-    /// `None`: use (or create) the key file in the data folder.
+    /// `None`: use (or create) the key file in the data folder. In every mode
+    /// the refresh-token MAC keys are derived from it.
     pub secret: Option<SecretString>,
     pub previous_secrets: Vec<SecretString>,
+    pub algorithm: JwtAlgorithm,
+    /// ES256/EdDSA: the PEM PKCS#8 signing key; `None`: generated into the data folder.
+    pub private_key_file: Option<PathBuf>,
+    /// ES256/EdDSA: PEM public (or private) keys also accepted and published.
+    pub extra_public_key_files: Vec<PathBuf>,
     pub issuer: String,
     pub audience: String,
     pub leeway: Duration,
@@ -155,9 +172,53 @@ impl Config {
             }
         };
 
+        let algorithm = match var("JWT_ALGORITHM").as_deref().map(str::trim) {
+            None => JwtAlgorithm::Hs256,
+            Some(v) if v.eq_ignore_ascii_case("HS256") => JwtAlgorithm::Hs256,
+            Some(v) if v.eq_ignore_ascii_case("ES256") => JwtAlgorithm::Es256,
+            Some(v) if v.eq_ignore_ascii_case("EdDSA") => JwtAlgorithm::EdDsa,
+            Some(_) => {
+                return Err(ConfigError::new(
+                    "JWT_ALGORITHM",
+                    "must be HS256, ES256 or EdDSA",
+                ));
+            }
+        };
+        let private_key_file = var("JWT_PRIVATE_KEY_FILE").map(|v| PathBuf::from(v.trim()));
+        let extra_public_key_files: Vec<PathBuf> = var("JWT_EXTRA_PUBLIC_KEY_FILES")
+            .map(|list| {
+                list.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(PathBuf::from)
+                    .collect()
+            })
+            .unwrap_or_default();
+        if algorithm == JwtAlgorithm::Hs256 {
+            // A key file with HS256 means the operator believes tokens are
+            // signed with it: say so rather than silently sign with the secret.
+            for (key, set) in [
+                ("JWT_PRIVATE_KEY_FILE", private_key_file.is_some()),
+                (
+                    "JWT_EXTRA_PUBLIC_KEY_FILES",
+                    !extra_public_key_files.is_empty(),
+                ),
+            ] {
+                if set {
+                    return Err(ConfigError::new(
+                        key,
+                        "is only used with JWT_ALGORITHM=ES256 or EdDSA (JWT_ALGORITHM is HS256)",
+                    ));
+                }
+            }
+        }
+
         let jwt = JwtConfig {
             secret,
             previous_secrets,
+            algorithm,
+            private_key_file,
+            extra_public_key_files,
             issuer: var("JWT_ISSUER").unwrap_or_else(|| "auth-api".into()),
             audience: var("JWT_AUDIENCE").unwrap_or_else(|| "mobile".into()),
             leeway: seconds("JWT_LEEWAY", 30, 0)?,
@@ -281,6 +342,59 @@ mod tests {
         assert_eq!(c.auth_rate_limit, 20);
         assert!(!c.trust_forwarded_for);
         assert!(c.jwt.secret.is_none());
+        assert_eq!(c.jwt.algorithm, JwtAlgorithm::Hs256);
+        assert!(c.jwt.private_key_file.is_none());
+        assert!(c.jwt.extra_public_key_files.is_empty());
+    }
+
+    #[test]
+    fn the_algorithm_and_its_key_files_are_read() {
+        let c = config(&[
+            ("JWT_ALGORITHM", "ES256"),
+            ("JWT_PRIVATE_KEY_FILE", "/run/secrets/jwt.pem"),
+            (
+                "JWT_EXTRA_PUBLIC_KEY_FILES",
+                "/keys/next.pem, /keys/old.pem,",
+            ),
+        ])
+        .unwrap();
+        assert_eq!(c.jwt.algorithm, JwtAlgorithm::Es256);
+        assert_eq!(
+            c.jwt.private_key_file,
+            Some(PathBuf::from("/run/secrets/jwt.pem"))
+        );
+        assert_eq!(
+            c.jwt.extra_public_key_files,
+            [
+                PathBuf::from("/keys/next.pem"),
+                PathBuf::from("/keys/old.pem")
+            ]
+        );
+        for (value, expected) in [
+            ("EdDSA", JwtAlgorithm::EdDsa),
+            ("eddsa", JwtAlgorithm::EdDsa),
+            ("HS256", JwtAlgorithm::Hs256),
+        ] {
+            let c = config(&[("JWT_ALGORITHM", value)]).unwrap();
+            assert_eq!(c.jwt.algorithm, expected);
+        }
+    }
+
+    #[test]
+    fn an_unknown_algorithm_or_a_key_file_with_hs256_is_refused() {
+        for alg in ["RS256", "none", "HS512"] {
+            let err = config(&[("JWT_ALGORITHM", alg)]).unwrap_err();
+            assert_eq!(err.var, "JWT_ALGORITHM");
+        }
+        let err = config(&[("JWT_PRIVATE_KEY_FILE", "/k.pem")]).unwrap_err();
+        assert_eq!(err.var, "JWT_PRIVATE_KEY_FILE");
+        assert!(!err.to_string().contains("/k.pem"));
+        let err = config(&[
+            ("JWT_ALGORITHM", "HS256"),
+            ("JWT_EXTRA_PUBLIC_KEY_FILES", "/k.pem"),
+        ])
+        .unwrap_err();
+        assert_eq!(err.var, "JWT_EXTRA_PUBLIC_KEY_FILES");
     }
 
     #[test]
