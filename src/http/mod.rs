@@ -9,6 +9,7 @@ pub mod admin;
 pub mod docs;
 pub mod extract;
 pub mod health;
+pub mod keys;
 pub mod sessions;
 pub mod tokens;
 
@@ -53,6 +54,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     sessions::routes(cfg);
     admin::routes(cfg);
     health::routes(cfg);
+    keys::routes(cfg);
     docs::routes(cfg);
 }
 

@@ -16,6 +16,7 @@ mod hostile;
 mod housekeeping;
 mod input_rules;
 mod instances;
+mod keys;
 mod leaks;
 mod limits;
 mod login;
