@@ -198,6 +198,14 @@ impl VerifyingKey {
         self.alg
     }
 
+    /// The key as a PEM `PUBLIC KEY` (SubjectPublicKeyInfo), as `openssl pkey -pubout` writes it.
+    pub fn to_pem(&self) -> String {
+        let mut der = self.alg.spki_prefix().to_vec();
+        der.extend_from_slice(&self.public);
+        pem_rfc7468::encode_string("PUBLIC KEY", pem_rfc7468::LineEnding::LF, &der)
+            .expect("a short document encodes")
+    }
+
     /// The key id: its RFC 7638 JWK thumbprint (SHA-256, base64url).
     pub fn kid(&self) -> &str {
         &self.kid
@@ -497,6 +505,7 @@ MCowBQYDK2VwAyEA11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=
         );
         let public = VerifyingKey::from_pem(Algorithm::EdDsa, RFC8037_ED25519_PUBLIC).unwrap();
         assert_eq!(public.kid(), expected);
+        assert_eq!(private.public().to_pem(), RFC8037_ED25519_PUBLIC);
     }
 
     #[test]
@@ -530,6 +539,8 @@ MCowBQYDK2VwAyEA11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=
         assert_eq!(private.public().kid(), expected);
         let public = VerifyingKey::from_pem(Algorithm::Es256, RFC7517_P256_PUBLIC).unwrap();
         assert_eq!(public.kid(), expected);
+        assert_eq!(public.to_pem(), RFC7517_P256_PUBLIC);
+        assert_eq!(private.public().to_pem(), RFC7517_P256_PUBLIC);
         let from_private = VerifyingKey::from_pem(Algorithm::Es256, RFC7517_P256_PRIVATE).unwrap();
         assert_eq!(from_private.kid(), expected);
     }

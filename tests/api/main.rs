@@ -26,6 +26,7 @@ mod outage;
 mod password;
 pub mod refresh;
 mod register;
+mod rotation;
 mod sessions;
 mod shutdown;
 mod soak;
