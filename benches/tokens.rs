@@ -1,18 +1,21 @@
-//! Micro-benchmarks of the hot path and the token primitives:
-//! - `bearer_check`: the whole Bearer extractor path, from the `Authorization`
-//!   header value to the claims, for a token this thread has verified before
-//!   (what an app's repeated calls cost);
-//! - `bearer_check_first_use`: the same for a token never seen before (parse,
-//!   HMAC, claims, revocation set);
-//! - `sign_access_token`: what `/login` and `/refresh` spend on the JWT;
-//! - `refresh_token_verify` / `refresh_token_mint`: the refresh-token MAC.
+//! Micro-benchmarks of the hot path and the token primitives, per signing
+//! mode (`HS256`, `ES256`, `EdDSA`):
+//! - `bearer_check/<mode>`: the whole Bearer extractor path, from the
+//!   `Authorization` header value to the claims, for a token this thread has
+//!   verified before (what an app's repeated calls cost);
+//! - `bearer_check_first_use/<mode>`: the same for a token never seen before
+//!   (parse, signature, claims, revocation set);
+//! - `sign_access_token/<mode>`: what `/login` and `/refresh` spend on the JWT;
+//! - `refresh_token_verify` / `refresh_token_mint`: the refresh-token MAC
+//!   (the same in every mode).
 //!
-//! `cargo bench --bench tokens`
+//! `cargo bench --bench tokens` (or a filter: `cargo bench --bench tokens -- ES256`)
 
 use std::hint::black_box;
 use std::time::Duration;
 
 use actix_web::http::header::HeaderValue;
+use auth_api::auth::asymmetric::{Algorithm, AsymmetricKeys, SigningKey};
 use auth_api::auth::refresh;
 use auth_api::auth::{AccessTokens, Keyring, RevocationSet, Role};
 use auth_api::http::extract::check_bearer;
@@ -28,54 +31,65 @@ fn keyring() -> Keyring {
     )
 }
 
-fn tokens() -> AccessTokens {
-    AccessTokens::new(
+fn tokens(alg: Option<Algorithm>) -> AccessTokens {
+    let tokens = AccessTokens::new(
         keyring(),
         "auth-api",
         "mobile",
         Duration::from_secs(30),
         Duration::from_secs(900),
-    )
+    );
+    match alg {
+        None => tokens,
+        Some(alg) => {
+            let pem = SigningKey::generate_pem(alg).expect("a key");
+            let key = SigningKey::from_pem(alg, &pem).expect("a key");
+            tokens.with_asymmetric_keys(AsymmetricKeys::new(key, Vec::new()).expect("keys"))
+        }
+    }
 }
 
 fn bench(c: &mut Criterion) {
-    let tokens = tokens();
     let now = Utc::now();
     // A realistic revocation set: a thousand sessions revoked in the last minutes.
     let revocations = RevocationSet::new(Duration::from_secs(935));
     let revoked: Vec<_> = (0..1000).map(|_| (Uuid::new_v4(), now)).collect();
     revocations.insert_many(&revoked, now);
 
-    let issued = tokens
-        .issue(Uuid::new_v4(), Uuid::new_v4(), Role::User, now)
-        .expect("signs");
-    let header = HeaderValue::from_str(&format!("Bearer {}", issued.token)).expect("a header");
-    c.bench_function("bearer_check", |b| {
-        b.iter(|| check_bearer(Some(black_box(&header)), &tokens, &revocations).expect("valid"))
-    });
+    for alg in [None, Some(Algorithm::Es256), Some(Algorithm::EdDsa)] {
+        let tokens = tokens(alg);
+        let mode = tokens.algorithm();
+        let issued = tokens
+            .issue(Uuid::new_v4(), Uuid::new_v4(), Role::User, now)
+            .expect("signs");
+        let header = HeaderValue::from_str(&format!("Bearer {}", issued.token)).expect("a header");
+        c.bench_function(&format!("bearer_check/{mode}"), |b| {
+            b.iter(|| check_bearer(Some(black_box(&header)), &tokens, &revocations).expect("valid"))
+        });
 
-    // A token seen for the first time on this thread: every check from scratch.
-    c.bench_function("bearer_check_first_use", |b| {
-        b.iter_batched(
-            || {
-                let token = tokens
-                    .issue(Uuid::new_v4(), Uuid::new_v4(), Role::User, now)
+        // A token seen for the first time on this thread: every check from scratch.
+        c.bench_function(&format!("bearer_check_first_use/{mode}"), |b| {
+            b.iter_batched(
+                || {
+                    let token = tokens
+                        .issue(Uuid::new_v4(), Uuid::new_v4(), Role::User, now)
+                        .expect("signs")
+                        .token;
+                    HeaderValue::from_str(&format!("Bearer {token}")).expect("a header")
+                },
+                |header| check_bearer(Some(&header), &tokens, &revocations).expect("valid"),
+                criterion::BatchSize::SmallInput,
+            )
+        });
+
+        c.bench_function(&format!("sign_access_token/{mode}"), |b| {
+            b.iter(|| {
+                tokens
+                    .issue(black_box(Uuid::nil()), Uuid::nil(), Role::User, now)
                     .expect("signs")
-                    .token;
-                HeaderValue::from_str(&format!("Bearer {token}")).expect("a header")
-            },
-            |header| check_bearer(Some(&header), &tokens, &revocations).expect("valid"),
-            criterion::BatchSize::SmallInput,
-        )
-    });
-
-    c.bench_function("sign_access_token", |b| {
-        b.iter(|| {
-            tokens
-                .issue(black_box(Uuid::nil()), Uuid::nil(), Role::User, now)
-                .expect("signs")
-        })
-    });
+            })
+        });
+    }
 
     let keys = keyring();
     let session = Uuid::new_v4();
