@@ -41,6 +41,9 @@ pub enum ApiError {
     PayloadTooLarge,
     #[error("the request body must be application/json")]
     UnsupportedMediaType,
+    /// The request's body did not arrive within `HTTP_REQUEST_TIMEOUT`.
+    #[error("the request took too long to arrive; send it again")]
+    RequestTimeout,
     #[error("too many requests; retry later")]
     TooManyRequests { retry_after: u64 },
     #[error("the service is busy or its database is unreachable; retry later")]
@@ -76,6 +79,7 @@ impl ApiError {
             ApiError::MethodNotAllowed { .. } => "method_not_allowed",
             ApiError::PayloadTooLarge => "payload_too_large",
             ApiError::UnsupportedMediaType => "unsupported_media_type",
+            ApiError::RequestTimeout => "request_timeout",
             ApiError::TooManyRequests { .. } => "too_many_requests",
             ApiError::Unavailable { .. } => "unavailable",
             ApiError::Internal(_) => "internal_error",
@@ -105,6 +109,7 @@ impl ResponseError for ApiError {
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -141,6 +146,12 @@ impl ResponseError for ApiError {
         match self {
             ApiError::MethodNotAllowed { allow } => {
                 response.insert_header((header::ALLOW, *allow));
+            }
+            ApiError::RequestTimeout => {
+                // The rest of a slow body may still be on its way: the
+                // connection cannot be reused, and closing it is what frees
+                // the slot a slow client was holding.
+                response.force_close();
             }
             ApiError::TooManyRequests { retry_after } | ApiError::Unavailable { retry_after } => {
                 response.insert_header((header::RETRY_AFTER, retry_after.to_string()));
@@ -242,6 +253,18 @@ mod tests {
     }
 
     #[test]
+    fn a_request_timeout_closes_the_connection() {
+        let response = ApiError::RequestTimeout.error_response();
+        assert_eq!(response.status(), StatusCode::REQUEST_TIMEOUT);
+        assert_eq!(
+            response.head().connection_type(),
+            actix_web::http::ConnectionType::Close
+        );
+        let (_, body) = body_of(ApiError::RequestTimeout);
+        assert_eq!(body["error"], "request_timeout");
+    }
+
+    #[test]
     fn every_error_has_its_contract_status_and_code() {
         for (err, status, code) in [
             (ApiError::InvalidRequest("x".into()), 400, "invalid_request"),
@@ -252,6 +275,7 @@ mod tests {
                 "method_not_allowed",
             ),
             (ApiError::PayloadTooLarge, 413, "payload_too_large"),
+            (ApiError::RequestTimeout, 408, "request_timeout"),
             (
                 ApiError::UnsupportedMediaType,
                 415,
