@@ -8,6 +8,7 @@
 //! The map, from the outside in:
 //! - [`startup`]: builds the [`startup::Application`] (keys, store, routes, background tasks);
 //! - [`config`]: every setting, read once from the environment;
+//! - [`connections`]: the cap on open connections per client address;
 //! - [`http`]: handlers, one file per resource, and the extractors (Bearer check);
 //! - [`error`]: [`error::ApiError`], the only place errors become HTTP answers;
 //! - [`store`]: users and sessions on SQLite or PostgreSQL; knows nothing of HTTP;
@@ -21,6 +22,7 @@
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod connections;
 pub mod error;
 pub mod http;
 pub mod limits;

@@ -9,9 +9,14 @@ use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use actix_web::dev::{Server, Service};
+use actix_http::{HttpService, Protocol};
+use actix_server::Server;
+use actix_service::{ServiceFactory, apply_fn_factory, map_config};
+use actix_web::body::MessageBody;
+use actix_web::dev::{AppConfig, Service, ServiceRequest, ServiceResponse};
 use actix_web::middleware::{DefaultHeaders, Logger};
-use actix_web::{App, HttpServer, web};
+use actix_web::rt::net::TcpStream;
+use actix_web::{App, web};
 use anyhow::Context;
 use chrono::Utc;
 use secrecy::SecretString;
@@ -20,6 +25,7 @@ use tokio::task::JoinHandle;
 use crate::auth::keys::{Keyring, load_or_create_key_file};
 use crate::auth::{AccessTokens, PasswordHasher, RevocationSet};
 use crate::config::Config;
+use crate::connections::ConnectionLimits;
 use crate::http::{self, AppState};
 use crate::store::{PoolSettings, Store};
 
@@ -29,6 +35,9 @@ const PRUNE_EVERY: Duration = Duration::from_secs(30);
 const CLEANUP_BATCH: i64 = 1000;
 /// In-flight requests get this long to finish on shutdown.
 const SHUTDOWN_TIMEOUT_SECS: u64 = 20;
+/// How long a closing connection waits for the client to take the last
+/// answer (a 408, say) before it is dropped (HttpServer's default).
+const CLIENT_DISCONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// A built, bound, not yet running server.
 pub struct Application {
@@ -63,45 +72,15 @@ impl Application {
         let port = listener.local_addr()?.port();
         let tasks = spawn_housekeeping(state.clone().into_inner(), revocation_memory(&config));
 
-        let server_state = state.clone();
-        let workers = config.http_workers;
-        let server = HttpServer::new(move || {
-            let telemetry = server_state.telemetry.clone();
-            App::new()
-                .app_data(server_state.clone())
-                .app_data(http::extract::json_config())
-                .app_data(http::extract::path_config())
-                .wrap(
-                    DefaultHeaders::new()
-                        .add(("X-Content-Type-Options", "nosniff"))
-                        .add(("Cache-Control", "no-store"))
-                        .add(("Referrer-Policy", "no-referrer")),
-                )
-                .wrap(request_logger())
-                .wrap_fn(move |req, srv| {
-                    // Request count and latency by method, route pattern and status.
-                    let telemetry = telemetry.clone();
-                    let start = Instant::now();
-                    let method = req.method().clone();
-                    let response = srv.call(req);
-                    async move {
-                        let response = response.await?;
-                        telemetry.observe_request(
-                            method.as_str(),
-                            response.request().match_pattern().as_deref(),
-                            response.status().as_u16(),
-                            start.elapsed(),
-                        );
-                        Ok(response)
-                    }
-                })
-                .configure(http::routes)
-                .default_service(web::to(http::not_found))
-        })
-        .workers(workers)
-        .shutdown_timeout(SHUTDOWN_TIMEOUT_SECS)
-        .listen(listener)?
-        .run();
+        // Behind a proxy (TRUST_FORWARDED_FOR) every connection comes from the
+        // proxy's address, so a per-address cap would cap the whole service.
+        let limits = (!config.trust_forwarded_for).then(|| {
+            ConnectionLimits::new(
+                config.http_max_connections_per_ip,
+                state.telemetry.connections_refused.clone(),
+            )
+        });
+        let server = http_server(listener, state.clone(), &config, limits)?;
 
         Ok(Self {
             port,
@@ -132,6 +111,115 @@ impl Application {
         log::info!("server stopped");
         result
     }
+}
+
+/// The HTTP server: actix-web's `App` on actix-http, with the timeouts of
+/// `HTTP_REQUEST_TIMEOUT` and, unless `limits` is `None`, the per-address
+/// connection cap.
+///
+/// Built from actix-server and actix-http rather than `HttpServer`, because
+/// `HttpServer` cannot refuse a connection: here each accepted connection asks
+/// [`ConnectionLimits::admit`] before any byte is read, and one over the cap is
+/// closed at once, costing no HTTP buffers. The rest is what `HttpServer`
+/// does: workers, graceful shutdown on SIGTERM/SIGINT, keep-alive.
+fn http_server(
+    listener: TcpListener,
+    state: web::Data<AppState>,
+    config: &Config,
+    limits: Option<Arc<ConnectionLimits>>,
+) -> std::io::Result<Server> {
+    let builder = actix_server::Server::build();
+    let stopping = builder.graceful_shutdown_signal();
+    let local_addr = listener.local_addr()?;
+    let request_timeout = config.http_request_timeout;
+    let server = builder
+        .workers(config.http_workers)
+        .shutdown_timeout(SHUTDOWN_TIMEOUT_SECS)
+        .listen("auth-api", listener, move || {
+            let stopping = stopping.clone();
+            let http = HttpService::build()
+                // On shutdown, idle keep-alive connections close at once
+                // instead of holding the exit for their keep-alive time.
+                .graceful_shutdown_signal(move || {
+                    let stopping = stopping.clone();
+                    async move { stopping.notified().await }
+                })
+                // The head of a connection's first request.
+                .client_request_timeout(request_timeout)
+                .client_disconnect_timeout(CLIENT_DISCONNECT_TIMEOUT)
+                .local_addr(local_addr)
+                // The AppConfig only supplies a host for URL generation when a
+                // request has no Host header; nothing here generates URLs.
+                .finish(map_config(app(state.clone()), |_| AppConfig::default()));
+            let limits = limits.clone();
+            apply_fn_factory(http, move |io: TcpStream, http: &_| {
+                let peer = io.peer_addr().ok();
+                let admitted = match (&limits, peer) {
+                    (Some(limits), Some(peer)) => limits.admit(peer.ip()).map(Some),
+                    // No cap, or no address to count (not expected on TCP).
+                    _ => Some(None),
+                };
+                // Over the cap, `io` is dropped here: the connection is closed
+                // before anything is read from it.
+                let connection =
+                    admitted.map(|slot| (http.call((io, Protocol::Http1, peer)), slot));
+                async move {
+                    let Some((connection, slot)) = connection else {
+                        return Ok(());
+                    };
+                    let result = connection.await;
+                    drop(slot);
+                    result
+                }
+            })
+        })?
+        .run();
+    Ok(server)
+}
+
+/// The application: state, extractor settings, middleware and routes.
+fn app(
+    state: web::Data<AppState>,
+) -> App<
+    impl ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<impl MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    let telemetry = state.telemetry.clone();
+    App::new()
+        .app_data(state)
+        .app_data(http::extract::json_config())
+        .app_data(http::extract::path_config())
+        .wrap(
+            DefaultHeaders::new()
+                .add(("X-Content-Type-Options", "nosniff"))
+                .add(("Cache-Control", "no-store"))
+                .add(("Referrer-Policy", "no-referrer")),
+        )
+        .wrap(request_logger())
+        .wrap_fn(move |req, srv| {
+            // Request count and latency by method, route pattern and status.
+            let telemetry = telemetry.clone();
+            let start = Instant::now();
+            let method = req.method().clone();
+            let response = srv.call(req);
+            async move {
+                let response = response.await?;
+                telemetry.observe_request(
+                    method.as_str(),
+                    response.request().match_pattern().as_deref(),
+                    response.status().as_u16(),
+                    start.elapsed(),
+                );
+                Ok(response)
+            }
+        })
+        .configure(http::routes)
+        .default_service(web::to(http::not_found))
 }
 
 /// Keys, database, hasher and revocation set, ready to serve.

@@ -77,6 +77,9 @@ pub struct Telemetry {
     revocations: Family<ReasonLabels, Counter>,
     password_changes: Counter,
     registrations: Counter,
+    /// Connections closed at accept for being over `HTTP_MAX_CONNECTIONS_PER_IP`
+    /// (counted by [`crate::connections::ConnectionLimits`]).
+    pub connections_refused: Counter,
     /// Gauges read from their sources at scrape time.
     pub hashes_in_flight: Gauge,
     pub hashes_queued: Gauge,
@@ -103,6 +106,7 @@ impl Telemetry {
         let refreshes = Family::<OutcomeLabels, Counter>::default();
         let revocations = Family::<ReasonLabels, Counter>::default();
         let (password_changes, registrations) = (Counter::default(), Counter::default());
+        let connections_refused = Counter::default();
         let gauges: [Gauge; 6] = Default::default();
         registry.register(
             "http_requests",
@@ -131,6 +135,11 @@ impl Telemetry {
             password_changes.clone(),
         );
         registry.register("registrations", "Accounts created", registrations.clone());
+        registry.register(
+            "http_connections_refused",
+            "Connections closed at accept: their address held HTTP_MAX_CONNECTIONS_PER_IP already",
+            connections_refused.clone(),
+        );
         let [in_flight, queued, conns, idle, remembered, limiter] = gauges;
         registry.register(
             "password_hashes_in_flight",
@@ -171,6 +180,7 @@ impl Telemetry {
             revocations,
             password_changes,
             registrations,
+            connections_refused,
             hashes_in_flight: in_flight,
             hashes_queued: queued,
             db_connections: conns,
