@@ -26,6 +26,7 @@ use crate::auth::keys::{Keyring, load_or_create_key_file};
 use crate::auth::{AccessTokens, PasswordHasher, RevocationSet};
 use crate::config::Config;
 use crate::connections::ConnectionLimits;
+use crate::http::deadline::BodyDeadline;
 use crate::http::{self, AppState};
 use crate::store::{PoolSettings, Store};
 
@@ -144,13 +145,16 @@ fn http_server(
                     let stopping = stopping.clone();
                     async move { stopping.notified().await }
                 })
-                // The head of a connection's first request.
+                // The head of a connection's first request; bodies have
+                // BodyDeadline, in the App.
                 .client_request_timeout(request_timeout)
                 .client_disconnect_timeout(CLIENT_DISCONNECT_TIMEOUT)
                 .local_addr(local_addr)
                 // The AppConfig only supplies a host for URL generation when a
                 // request has no Host header; nothing here generates URLs.
-                .finish(map_config(app(state.clone()), |_| AppConfig::default()));
+                .finish(map_config(app(state.clone(), request_timeout), |_| {
+                    AppConfig::default()
+                }));
             let limits = limits.clone();
             apply_fn_factory(http, move |io: TcpStream, http: &_| {
                 let peer = io.peer_addr().ok();
@@ -180,6 +184,7 @@ fn http_server(
 /// The application: state, extractor settings, middleware and routes.
 fn app(
     state: web::Data<AppState>,
+    request_timeout: Duration,
 ) -> App<
     impl ServiceFactory<
         ServiceRequest,
@@ -194,6 +199,9 @@ fn app(
         .app_data(state)
         .app_data(http::extract::json_config())
         .app_data(http::extract::path_config())
+        // Inside DefaultHeaders and the logger, so its 408 gets the headers
+        // and a log line like any answer.
+        .wrap(BodyDeadline::new(request_timeout))
         .wrap(
             DefaultHeaders::new()
                 .add(("X-Content-Type-Options", "nosniff"))

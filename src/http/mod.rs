@@ -4,6 +4,7 @@
 
 pub mod account;
 pub mod admin;
+pub mod deadline;
 pub mod docs;
 pub mod extract;
 pub mod health;

@@ -25,4 +25,5 @@ mod refresh;
 mod register;
 mod sessions;
 mod shutdown;
+mod slow_clients;
 mod support;
