@@ -230,6 +230,18 @@ fn app(
         .default_service(web::to(http::not_found))
 }
 
+/// Raises this process's soft open-file limit (`RLIMIT_NOFILE`) to its hard
+/// limit, and logs what it got. Every connection is a file descriptor, and the
+/// usual soft default of 1024 is a few hundred slow clients away from
+/// refusing everyone; the hard limit is what the operator allowed. Called by
+/// `main` before serving (a process-wide setting, so not in `build`).
+pub fn raise_open_file_limit() {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => log::info!("open-file limit (RLIMIT_NOFILE): {limit}"),
+        Err(e) => log::warn!("cannot raise the open-file limit (RLIMIT_NOFILE): {e}"),
+    }
+}
+
 /// Keys, database, hasher and revocation set, ready to serve.
 async fn build_state(config: &Config) -> anyhow::Result<AppState> {
     let secret = resolve_secret(config)?;
