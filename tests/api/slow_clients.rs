@@ -1,16 +1,19 @@
 //! Slow clients (API.md, "Input rules"): a request whose headers or body do
 //! not arrive within `HTTP_REQUEST_TIMEOUT` gets `408` and its connection is
-//! closed.
+//! closed; one address holds at most `HTTP_MAX_CONNECTIONS_PER_IP`
+//! connections; a thousand slow connections from one address never stop
+//! another client's `/me`.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
-use serde_json::Value;
+use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 
-use crate::helpers::spawn_app_with;
+use crate::helpers::{PASSWORD, spawn_app_with};
+use crate::support::ServerProcess;
 
 /// The head of a `/login` whose body is announced but will come slowly.
 const SLOW_LOGIN_HEAD: &[u8] = b"POST /login HTTP/1.1\r\nHost: auth\r\n\
@@ -45,6 +48,13 @@ impl Answer {
         let body = text.split_once("\r\n\r\n").map_or("", |(_, body)| body);
         serde_json::from_str(body).unwrap_or_else(|e| panic!("a JSON body ({e}): {text}"))
     }
+}
+
+/// A connection from `local` to `server`.
+async fn connect_from(local: IpAddr, server: SocketAddr) -> TcpStream {
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.bind(SocketAddr::new(local, 0)).unwrap();
+    socket.connect(server).await.unwrap()
 }
 
 /// Sends `head`, then one byte of body every 200 ms (a slow client keeping its
@@ -159,5 +169,152 @@ async fn headers_that_never_finish_get_a_408_and_the_connection_is_closed() {
         answer.after < Duration::from_secs(3),
         "after {:?}",
         answer.after
+    );
+}
+
+#[tokio::test]
+async fn a_thousand_slow_logins_from_one_address_never_stop_another_clients_me() {
+    const CAP: usize = 32;
+    const FLOOD: usize = 1000;
+    let dir = tempfile::tempdir().unwrap();
+    let database = format!("sqlite://{}/auth.db", dir.path().display());
+    let cap = CAP.to_string();
+    // 256 files: without the cap, 1,000 connections would exhaust them and
+    // the server could accept nobody.
+    let server = ServerProcess::start_with_open_file_limit(
+        256,
+        &[
+            ("DATABASE_URL", database.as_str()),
+            ("JWT_SECRET", "slow-clients-test-secret-0123456789abcdef"),
+            ("HTTP_REQUEST_TIMEOUT", "2"),
+            ("HTTP_MAX_CONNECTIONS_PER_IP", cap.as_str()),
+            ("RUST_LOG", "info"),
+        ],
+    )
+    .await;
+    let address = socket_of(&server.address);
+    assert!(
+        server
+            .log()
+            .contains("open-file limit (RLIMIT_NOFILE): 256"),
+        "{}",
+        server.log()
+    );
+
+    // Another client, on another address, with a new connection per request
+    // (a pooled connection would hide a server that accepts nobody).
+    let other = reqwest::Client::builder()
+        .local_address(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2)))
+        .pool_max_idle_per_host(0)
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let account = json!({"email": "prompt@example.com", "password": PASSWORD});
+    let r = other
+        .post(server.url("/register"))
+        .json(&account)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let r = other
+        .post(server.url("/login"))
+        .json(&account)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let token = r.json::<Value>().await.unwrap()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // /me, again and again, from 127.0.0.2, while the flood below runs.
+    let me_url = server.url("/me");
+    let prompt_client = tokio::spawn(async move {
+        let started = Instant::now();
+        let (mut calls, mut slowest) = (0, Duration::ZERO);
+        while started.elapsed() < Duration::from_secs(3) {
+            let asked = Instant::now();
+            let r = other
+                .get(&me_url)
+                .bearer_auth(&token)
+                .send()
+                .await
+                .expect("/me answers during the flood");
+            assert_eq!(r.status(), StatusCode::OK);
+            slowest = slowest.max(asked.elapsed());
+            calls += 1;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        (calls, slowest)
+    });
+
+    // The flood: 1,000 connections from 127.0.0.1, each trickling a /login
+    // body. Opened in batches so the listen backlog (a kernel matter, not the
+    // service's) never overflows; all are open within a fraction of a second.
+    let flood_started = Instant::now();
+    let mut flood = Vec::with_capacity(FLOOD);
+    for _ in 0..FLOOD / 50 {
+        let batch = futures::future::join_all(
+            (0..50).map(|_| connect_from(IpAddr::V4(Ipv4Addr::LOCALHOST), address)),
+        )
+        .await;
+        for stream in batch {
+            flood.push(tokio::spawn(trickle(
+                stream,
+                SLOW_LOGIN_HEAD,
+                Duration::from_secs(6),
+            )));
+        }
+    }
+    let flood_opened = flood_started.elapsed();
+    let (calls, slowest_me) = prompt_client.await.unwrap();
+
+    let mut refused = 0;
+    let mut timed_out = Vec::new();
+    for connection in flood {
+        let answer = connection.await.unwrap();
+        if answer.bytes.is_empty() {
+            assert!(
+                answer.after < Duration::from_secs(1),
+                "a refused connection was closed after {:?}",
+                answer.after
+            );
+            refused += 1;
+        } else {
+            timed_out.push(answer);
+        }
+    }
+    eprintln!(
+        "flood of {FLOOD} opened in {flood_opened:?}: {refused} closed at once, {} answered 408; \
+         {calls} /me calls from another address, slowest {slowest_me:?}",
+        timed_out.len()
+    );
+    assert_eq!(
+        timed_out.len(),
+        CAP,
+        "connections admitted from one address"
+    );
+    assert_eq!(refused, FLOOD - CAP);
+    for answer in &timed_out {
+        assert_json_408(answer);
+        assert!(
+            answer.after >= Duration::from_millis(1900) && answer.after < Duration::from_secs(4),
+            "408 after {:?}",
+            answer.after
+        );
+    }
+    assert!(calls >= 10, "{calls} /me calls");
+    assert!(
+        slowest_me < Duration::from_secs(1),
+        "the slowest /me took {slowest_me:?}"
+    );
+    assert!(
+        server
+            .log()
+            .contains("connections (HTTP_MAX_CONNECTIONS_PER_IP)"),
+        "{}",
+        server.log()
     );
 }
