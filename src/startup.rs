@@ -13,7 +13,7 @@ use actix_http::{HttpService, Protocol};
 use actix_server::Server;
 use actix_service::{ServiceFactory, apply_fn_factory, map_config};
 use actix_web::body::MessageBody;
-use actix_web::dev::{AppConfig, Service, ServiceRequest, ServiceResponse};
+use actix_web::dev::{AppConfig, Extensions, Service, ServiceRequest, ServiceResponse};
 use actix_web::middleware::{DefaultHeaders, Logger};
 use actix_web::rt::net::TcpStream;
 use actix_web::{App, web};
@@ -26,7 +26,7 @@ use crate::auth::keys::{Keyring, load_or_create_key_file};
 use crate::auth::{AccessTokens, PasswordHasher, RevocationSet};
 use crate::config::Config;
 use crate::connections::ConnectionLimits;
-use crate::http::deadline::BodyDeadline;
+use crate::http::deadline::{BodyDeadline, HeadDeadline};
 use crate::http::{self, AppState};
 use crate::store::{PoolSettings, Store};
 
@@ -36,6 +36,9 @@ const PRUNE_EVERY: Duration = Duration::from_secs(30);
 const CLEANUP_BATCH: i64 = 1000;
 /// In-flight requests get this long to finish on shutdown.
 const SHUTDOWN_TIMEOUT_SECS: u64 = 20;
+/// actix-http's own timer on a connection's first head fires this long after
+/// ours, as a backstop only.
+const HEAD_TIMEOUT_BACKSTOP: Duration = Duration::from_secs(1);
 /// How long a closing connection waits for the client to take the last
 /// answer (a 408, say) before it is dropped (HttpServer's default).
 const CLIENT_DISCONNECT_TIMEOUT: Duration = Duration::from_secs(1);
@@ -145,9 +148,13 @@ fn http_server(
                     let stopping = stopping.clone();
                     async move { stopping.notified().await }
                 })
-                // The head of a connection's first request; bodies have
-                // BodyDeadline, in the App.
-                .client_request_timeout(request_timeout)
+                // Every head has HeadDeadline (below), every body BodyDeadline
+                // (in the App). actix's own timer, on the first head only, is
+                // a backstop a little later, so that the 408 is ours (JSON).
+                .client_request_timeout(request_timeout + HEAD_TIMEOUT_BACKSTOP)
+                .on_connect_ext(|io: &HeadDeadline<TcpStream>, data: &mut Extensions| {
+                    data.insert(io.phase());
+                })
                 .client_disconnect_timeout(CLIENT_DISCONNECT_TIMEOUT)
                 .local_addr(local_addr)
                 // The AppConfig only supplies a host for URL generation when a
@@ -165,8 +172,10 @@ fn http_server(
                 };
                 // Over the cap, `io` is dropped here: the connection is closed
                 // before anything is read from it.
-                let connection =
-                    admitted.map(|slot| (http.call((io, Protocol::Http1, peer)), slot));
+                let connection = admitted.map(|slot| {
+                    let io = HeadDeadline::new(io, request_timeout);
+                    (http.call((io, Protocol::Http1, peer)), slot)
+                });
                 async move {
                     let Some((connection, slot)) = connection else {
                         return Ok(());

@@ -142,34 +142,102 @@ async fn a_body_that_trickles_past_the_timeout_gets_a_json_408_and_is_closed() {
     assert_eq!(r.status(), StatusCode::OK);
 }
 
+/// Reads until the server closes the connection, at most `within`.
+async fn read_until_closed(stream: &mut TcpStream, within: Duration) -> Answer {
+    let started = Instant::now();
+    let mut bytes = Vec::new();
+    let read = tokio::time::timeout(within, stream.read_to_end(&mut bytes)).await;
+    assert!(read.is_ok(), "the connection stayed open for {within:?}");
+    Answer {
+        bytes,
+        after: started.elapsed(),
+    }
+}
+
 #[tokio::test]
-async fn headers_that_never_finish_get_a_408_and_the_connection_is_closed() {
+async fn headers_that_never_finish_get_a_json_408_and_the_connection_is_closed() {
     let app = spawn_app_with(&[("HTTP_REQUEST_TIMEOUT", "1")]).await;
     let mut stream = TcpStream::connect(socket_of(&app.address)).await.unwrap();
-    let sent = Instant::now();
     stream
         .write_all(b"GET /healthz HTTP/1.1\r\nHost: auth\r\nX-Slow: ")
         .await
         .unwrap();
 
-    let mut bytes = Vec::new();
-    let read = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut bytes)).await;
+    let answer = read_until_closed(&mut stream, Duration::from_secs(5)).await;
 
-    assert!(read.is_ok(), "the connection stayed open");
-    let answer = Answer {
-        bytes,
-        after: sent.elapsed(),
-    };
+    assert_json_408(&answer);
     assert!(
-        answer.status_line().starts_with("HTTP/1.1 408"),
-        "{:?}",
-        String::from_utf8_lossy(&answer.bytes)
-    );
-    assert!(
-        answer.after < Duration::from_secs(3),
+        answer.after >= Duration::from_millis(900) && answer.after < Duration::from_secs(3),
         "after {:?}",
         answer.after
     );
+}
+
+#[tokio::test]
+async fn the_next_head_on_a_kept_alive_connection_has_the_same_deadline() {
+    // actix-http times the first head of a connection only; a client could
+    // send one quick request, then hold the connection with a slow second one.
+    let app = spawn_app_with(&[("HTTP_REQUEST_TIMEOUT", "1")]).await;
+    let mut stream = TcpStream::connect(socket_of(&app.address)).await.unwrap();
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: auth\r\n\r\n")
+        .await
+        .unwrap();
+    let mut first = vec![0u8; 4096];
+    let n = stream.read(&mut first).await.unwrap();
+    assert!(first[..n].starts_with(b"HTTP/1.1 200"), "{:?}", &first[..n]);
+
+    // Longer than the timeout after the first answer, a second head, a byte
+    // at a time (the keep-alive timer is cleared by the first byte).
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\n")
+        .await
+        .unwrap();
+    let (mut reader, mut writer) = stream.into_split();
+    let trickling = tokio::spawn(async move {
+        while writer.write_all(b"X").await.is_ok() {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    });
+    let started = Instant::now();
+    let mut bytes = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), reader.read_to_end(&mut bytes)).await;
+    trickling.abort();
+    assert!(read.is_ok(), "the connection stayed open");
+    let answer = Answer {
+        bytes,
+        after: started.elapsed(),
+    };
+
+    assert_json_408(&answer);
+    assert!(
+        answer.after >= Duration::from_millis(900) && answer.after < Duration::from_secs(3),
+        "after {:?}",
+        answer.after
+    );
+}
+
+#[tokio::test]
+async fn a_prompt_client_keeps_its_connection_across_requests() {
+    let app = spawn_app_with(&[("HTTP_REQUEST_TIMEOUT", "1")]).await;
+    let mut stream = TcpStream::connect(socket_of(&app.address)).await.unwrap();
+    for _ in 0..3 {
+        stream
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: auth\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = vec![0u8; 4096];
+        let n = stream.read(&mut answer).await.unwrap();
+        assert!(
+            answer[..n].starts_with(b"HTTP/1.1 200"),
+            "{:?}",
+            &answer[..n]
+        );
+        // Idle between requests for longer than the timeout (but within
+        // keep-alive): idleness is not a late head.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+    }
 }
 
 #[tokio::test]
