@@ -35,6 +35,9 @@ pub enum ApiError {
     InvalidRequest(String),
     #[error("not found")]
     NotFound,
+    /// `allow` names the methods the resource serves; the `Allow` header
+    /// adds `HEAD` wherever it lists `GET`, since HEAD is answered wherever
+    /// GET is (API.md; `crate::http::head`).
     #[error("method not allowed")]
     MethodNotAllowed { allow: &'static str },
     #[error("the request body is larger than 16 KiB")]
@@ -145,7 +148,7 @@ impl ResponseError for ApiError {
         response.insert_header((header::CACHE_CONTROL, "no-store"));
         match self {
             ApiError::MethodNotAllowed { allow } => {
-                response.insert_header((header::ALLOW, *allow));
+                response.insert_header((header::ALLOW, with_head(allow)));
             }
             ApiError::RequestTimeout => {
                 // The rest of a slow body may still be on its way: the
@@ -185,6 +188,22 @@ impl ResponseError for ApiError {
             message,
         })
     }
+}
+
+/// An `Allow` list with `HEAD` right after `GET` when it lists `GET` and not `HEAD`.
+fn with_head(allow: &str) -> String {
+    let methods: Vec<&str> = allow.split(',').map(str::trim).collect();
+    if !methods.contains(&"GET") || methods.contains(&"HEAD") {
+        return allow.to_owned();
+    }
+    let mut listed = Vec::with_capacity(methods.len() + 1);
+    for method in methods {
+        listed.push(method);
+        if method == "GET" {
+            listed.push("HEAD");
+        }
+    }
+    listed.join(", ")
 }
 
 impl From<StoreError> for ApiError {
@@ -250,6 +269,23 @@ mod tests {
             body,
             serde_json::json!({"error": "internal_error", "message": "internal error"})
         );
+    }
+
+    #[test]
+    fn allow_lists_head_wherever_it_lists_get() {
+        for (allow, header) in [
+            ("GET", "GET, HEAD"),
+            ("GET, DELETE", "GET, HEAD, DELETE"),
+            ("POST", "POST"),
+            ("GET, HEAD", "GET, HEAD"),
+        ] {
+            let response = ApiError::MethodNotAllowed { allow }.error_response();
+            assert_eq!(
+                response.headers().get(header::ALLOW).map(|v| v.as_bytes()),
+                Some(header.as_bytes()),
+                "{allow}"
+            );
+        }
     }
 
     #[test]

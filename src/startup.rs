@@ -27,6 +27,7 @@ use crate::auth::{AccessTokens, PasswordHasher, RevocationSet};
 use crate::config::Config;
 use crate::connections::ConnectionLimits;
 use crate::http::deadline::{BodyDeadline, HeadDeadline};
+use crate::http::head::HeadAsGet;
 use crate::http::{self, AppState};
 use crate::store::{PoolSettings, Store};
 
@@ -208,6 +209,9 @@ fn app(
         .app_data(state)
         .app_data(http::extract::json_config())
         .app_data(http::extract::path_config())
+        // HEAD is routed as GET; innermost, so the log and the metrics
+        // still say HEAD.
+        .wrap(HeadAsGet)
         // Inside DefaultHeaders and the logger, so its 408 gets the headers
         // and a log line like any answer.
         .wrap(BodyDeadline::new(request_timeout))
