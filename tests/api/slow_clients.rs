@@ -386,3 +386,62 @@ async fn a_thousand_slow_logins_from_one_address_never_stop_another_clients_me()
         server.log()
     );
 }
+
+/// A `GET /healthz` on `stream`; whether it was answered 200.
+async fn healthz_on(stream: &mut TcpStream) -> bool {
+    if stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: auth\r\n\r\n")
+        .await
+        .is_err()
+    {
+        return false;
+    }
+    let mut answer = vec![0u8; 4096];
+    match tokio::time::timeout(Duration::from_secs(2), stream.read(&mut answer)).await {
+        Ok(Ok(n)) => answer[..n].starts_with(b"HTTP/1.1 200"),
+        _ => false,
+    }
+}
+
+#[tokio::test]
+async fn a_connection_over_the_cap_is_closed_unread_and_a_freed_place_is_given_again() {
+    let app = spawn_app_with(&[("HTTP_MAX_CONNECTIONS_PER_IP", "2")]).await;
+    let server = socket_of(&app.address);
+    let mut first = TcpStream::connect(server).await.unwrap();
+    let mut second = TcpStream::connect(server).await.unwrap();
+    assert!(healthz_on(&mut first).await && healthz_on(&mut second).await);
+
+    let mut third = TcpStream::connect(server).await.unwrap();
+    let mut bytes = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(1), third.read_to_end(&mut bytes)).await;
+    assert!(
+        matches!(closed, Ok(Ok(0)) | Ok(Err(_))),
+        "the third connection was closed at once, unanswered: {closed:?} {bytes:?}"
+    );
+
+    drop(first);
+    let freed = crate::support::eventually(Duration::from_secs(2), || async {
+        let mut stream = TcpStream::connect(server).await.unwrap();
+        healthz_on(&mut stream).await
+    })
+    .await;
+    assert!(freed.is_some(), "a closed connection gives its place back");
+    assert!(healthz_on(&mut second).await, "the others are untouched");
+}
+
+#[tokio::test]
+async fn behind_a_proxy_the_connection_cap_does_not_apply() {
+    // Every connection comes from the proxy's address.
+    let app = spawn_app_with(&[
+        ("HTTP_MAX_CONNECTIONS_PER_IP", "2"),
+        ("TRUST_FORWARDED_FOR", "true"),
+    ])
+    .await;
+    let server = socket_of(&app.address);
+    let mut connections = Vec::new();
+    for _ in 0..6 {
+        let mut stream = TcpStream::connect(server).await.unwrap();
+        assert!(healthz_on(&mut stream).await);
+        connections.push(stream);
+    }
+}
