@@ -27,6 +27,7 @@ pub mod refresh;
 mod register;
 mod sessions;
 mod shutdown;
+mod slow_clients;
 mod soak;
 mod store;
 mod support;
