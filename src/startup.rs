@@ -21,10 +21,14 @@ use anyhow::Context;
 use secrecy::SecretString;
 use tokio::task::JoinHandle;
 
+use crate::auth::asymmetric::{
+    Algorithm, AsymmetricKeys, SigningKey, VerifyingKey,
+    load_or_create_key_file as load_or_create_signing_key_file,
+};
 use crate::auth::keys::{Keyring, load_or_create_key_file};
 use crate::auth::{AccessTokens, PasswordHasher, RevocationSet};
 use crate::clock::{SharedClock, SystemClock};
-use crate::config::Config;
+use crate::config::{Config, ConfigError, JwtAlgorithm};
 use crate::connections::ConnectionLimits;
 use crate::http::deadline::{BodyDeadline, HeadDeadline};
 use crate::http::head::HeadAsGet;
@@ -270,17 +274,24 @@ pub fn raise_open_file_limit() {
 async fn build_state(config: &Config, clock: SharedClock) -> anyhow::Result<AppState> {
     let secret = resolve_secret(config)?;
     let keys = Keyring::new(&secret, &config.jwt.previous_secrets);
-    let kid = keys.current().kid().to_owned();
-    let tokens = Arc::new(
-        AccessTokens::new(
-            keys,
-            &config.jwt.issuer,
-            &config.jwt.audience,
-            config.jwt.leeway,
-            config.jwt.access_ttl,
-        )
-        .with_clock(clock.clone()),
-    );
+    let mut tokens = AccessTokens::new(
+        keys,
+        &config.jwt.issuer,
+        &config.jwt.audience,
+        config.jwt.leeway,
+        config.jwt.access_ttl,
+    )
+    .with_clock(clock.clone());
+    if let Some(asymmetric) = resolve_asymmetric_keys(config)? {
+        tokens = tokens.with_asymmetric_keys(asymmetric);
+    }
+    let tokens = Arc::new(tokens);
+    let algorithm = tokens.algorithm();
+    let kid = tokens.current_kid().to_owned();
+    let other_keys = match config.jwt.algorithm {
+        JwtAlgorithm::Hs256 => config.jwt.previous_secrets.len(),
+        _ => tokens.public_keys().len().saturating_sub(1),
+    };
 
     let store = Store::connect(
         &config.database_url,
@@ -310,12 +321,11 @@ async fn build_state(config: &Config, clock: SharedClock) -> anyhow::Result<AppS
     ));
 
     log::info!(
-        "auth-api {} ready: listening on {}, database {}, key id {kid}, {} previous key(s), \
-         {} recent revocation(s) loaded",
+        "auth-api {} ready: listening on {}, database {}, {algorithm} key id {kid}, \
+         {other_keys} other accepted key(s), {} recent revocation(s) loaded",
         env!("CARGO_PKG_VERSION"),
         config.bind_addr,
         store.kind(),
-        config.jwt.previous_secrets.len(),
         revocations.len(),
     );
 
@@ -370,6 +380,65 @@ fn resolve_secret(config: &Config) -> anyhow::Result<SecretString> {
         );
     }
     Ok(secret)
+}
+
+/// ES256/EdDSA: the signing key (`JWT_PRIVATE_KEY_FILE`, or the key file in
+/// the data folder, created on first start) and the other accepted keys
+/// (`JWT_EXTRA_PUBLIC_KEY_FILES`). `None` with HS256. Errors name the
+/// variable, never a path or a key.
+fn resolve_asymmetric_keys(config: &Config) -> anyhow::Result<Option<AsymmetricKeys>> {
+    let alg = match config.jwt.algorithm {
+        JwtAlgorithm::Hs256 => return Ok(None),
+        JwtAlgorithm::Es256 => Algorithm::Es256,
+        JwtAlgorithm::EdDsa => Algorithm::EdDsa,
+    };
+    let read = |var: &'static str, path: &std::path::Path| {
+        std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::new(var, format!("cannot read the file ({})", e.kind())))
+    };
+    let signing = match &config.jwt.private_key_file {
+        Some(path) => {
+            let pem = read("JWT_PRIVATE_KEY_FILE", path)?;
+            SigningKey::from_pem(alg, &pem)
+                .map_err(|e| ConfigError::new("JWT_PRIVATE_KEY_FILE", e.to_string()))?
+        }
+        None => {
+            let dir = config.data_dir();
+            let (key, created) = load_or_create_signing_key_file(&dir, alg).with_context(|| {
+                format!(
+                    "cannot read or create the {alg} key file in {} (or set JWT_PRIVATE_KEY_FILE)",
+                    dir.display()
+                )
+            })?;
+            if created {
+                log::warn!(
+                    "JWT_PRIVATE_KEY_FILE is not set: generated a random {alg} key in {}/{} \
+                     (mode 0600). Back it up; set JWT_PRIVATE_KEY_FILE to manage the key yourself.",
+                    dir.display(),
+                    alg.key_file_name()
+                );
+            }
+            if config.database_kind() == "postgres" {
+                log::warn!(
+                    "JWT_PRIVATE_KEY_FILE is not set with PostgreSQL: every instance must sign \
+                     with one key (or accept the others'), so set JWT_PRIVATE_KEY_FILE on all of them"
+                );
+            }
+            key
+        }
+    };
+    let mut others = Vec::with_capacity(config.jwt.extra_public_key_files.len());
+    for (i, path) in config.jwt.extra_public_key_files.iter().enumerate() {
+        let var = "JWT_EXTRA_PUBLIC_KEY_FILES";
+        let pem = read(var, path)
+            .map_err(|e| ConfigError::new(var, format!("file {}: {}", i + 1, e.reason)))?;
+        let key = VerifyingKey::from_pem(alg, &pem)
+            .map_err(|e| ConfigError::new(var, format!("file {}: {e}", i + 1)))?;
+        others.push(key);
+    }
+    let keys = AsymmetricKeys::new(signing, others)
+        .map_err(|e| ConfigError::new("JWT_EXTRA_PUBLIC_KEY_FILES", e.to_string()))?;
+    Ok(Some(keys))
 }
 
 /// Background work: the revocation feed from other instances; forgetting

@@ -11,6 +11,7 @@ pub mod docs;
 pub mod extract;
 pub mod head;
 pub mod health;
+pub mod keys;
 pub mod sessions;
 pub mod tokens;
 
@@ -55,6 +56,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     sessions::routes(cfg);
     admin::routes(cfg);
     health::routes(cfg);
+    keys::routes(cfg);
     docs::routes(cfg);
 }
 
