@@ -47,6 +47,13 @@ pub struct Config {
     pub db_acquire_timeout: Duration,
     /// HTTP worker threads (each runs its own async executor).
     pub http_workers: usize,
+    /// A request whose head or body has not arrived this long after it began
+    /// is answered `408` and its connection closed (slow-client defence).
+    pub http_request_timeout: Duration,
+    /// Open connections one client address may hold (IPv6: one /64); more are
+    /// closed at accept. Not applied with `TRUST_FORWARDED_FOR`: every
+    /// connection then comes from the proxy.
+    pub http_max_connections_per_ip: usize,
 }
 
 /// The algorithm of the access tokens (`JWT_ALGORITHM`).
@@ -267,6 +274,10 @@ impl Config {
         let db_acquire_timeout = seconds("DATABASE_ACQUIRE_TIMEOUT", 3, 1)?;
         let http_workers =
             usize::try_from(number("HTTP_WORKERS", cores as u64, 1)?).unwrap_or(cores);
+        let http_request_timeout = seconds("HTTP_REQUEST_TIMEOUT", 10, 1)?;
+        let http_max_connections_per_ip =
+            usize::try_from(number("HTTP_MAX_CONNECTIONS_PER_IP", 256, 1)?)
+                .map_err(|_| ConfigError::new("HTTP_MAX_CONNECTIONS_PER_IP", "is too large"))?;
 
         Ok(Self {
             database_url: SecretString::from(database_url),
@@ -279,6 +290,8 @@ impl Config {
             db_max_connections,
             db_acquire_timeout,
             http_workers,
+            http_request_timeout,
+            http_max_connections_per_ip,
         })
     }
 
@@ -387,6 +400,24 @@ mod tests {
         assert_eq!(c.jwt.algorithm, JwtAlgorithm::Hs256);
         assert!(c.jwt.private_key_file.is_none());
         assert!(c.jwt.extra_public_key_files.is_empty());
+        assert_eq!(c.http_request_timeout, Duration::from_secs(10));
+        assert_eq!(c.http_max_connections_per_ip, 256);
+    }
+
+    #[test]
+    fn slow_client_limits_are_read_and_must_be_positive() {
+        let c = config(&[
+            ("HTTP_REQUEST_TIMEOUT", "3"),
+            ("HTTP_MAX_CONNECTIONS_PER_IP", "16"),
+        ])
+        .unwrap();
+        assert_eq!(c.http_request_timeout, Duration::from_secs(3));
+        assert_eq!(c.http_max_connections_per_ip, 16);
+        // Zero would mean "no time at all" and "no connection at all", not "off".
+        for var in ["HTTP_REQUEST_TIMEOUT", "HTTP_MAX_CONNECTIONS_PER_IP"] {
+            assert_eq!(config(&[(var, "0")]).unwrap_err().var, var);
+            assert_eq!(config(&[(var, "-1")]).unwrap_err().var, var);
+        }
     }
 
     #[test]
@@ -466,6 +497,8 @@ mod tests {
             "REFRESH_REUSE_GRACE",
             "AUTH_RATE_LIMIT",
             "MAX_SESSIONS_PER_USER",
+            "HTTP_REQUEST_TIMEOUT",
+            "HTTP_MAX_CONNECTIONS_PER_IP",
         ] {
             let err = config(&[(var, "soon")]).unwrap_err();
             assert_eq!(err.var, var);

@@ -103,6 +103,9 @@ pub struct Telemetry {
     /// replayed, when reuse was detected: minutes say a phone came back late,
     /// days say a copied token.
     reuse_replay_age: Histogram,
+    /// Connections closed at accept for being over `HTTP_MAX_CONNECTIONS_PER_IP`
+    /// (counted by [`crate::connections::ConnectionLimits`]).
+    pub connections_refused: Counter,
     /// Gauges read from their sources at scrape time.
     pub hashes_in_flight: Gauge,
     pub hashes_queued: Gauge,
@@ -130,6 +133,7 @@ impl Telemetry {
         let revocations = Family::<ReasonLabels, Counter>::default();
         let (password_changes, registrations) = (Counter::default(), Counter::default());
         let reuse_replay_age = Histogram::new(REUSE_AGE_BUCKETS);
+        let connections_refused = Counter::default();
         let gauges: [Gauge; 6] = Default::default();
         registry.register(
             "http_requests",
@@ -162,6 +166,11 @@ impl Telemetry {
             "refresh_reuse_replay_age_seconds",
             "When reuse was detected: seconds between the session's latest rotation and the replay",
             reuse_replay_age.clone(),
+        );
+        registry.register(
+            "http_connections_refused",
+            "Connections closed at accept: their address held HTTP_MAX_CONNECTIONS_PER_IP already",
+            connections_refused.clone(),
         );
         let [in_flight, queued, conns, idle, remembered, limiter] = gauges;
         registry.register(
@@ -204,6 +213,7 @@ impl Telemetry {
             password_changes,
             registrations,
             reuse_replay_age,
+            connections_refused,
             hashes_in_flight: in_flight,
             hashes_queued: queued,
             db_connections: conns,

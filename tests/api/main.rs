@@ -29,6 +29,7 @@ mod register;
 mod rotation;
 mod sessions;
 mod shutdown;
+mod slow_clients;
 mod soak;
 mod store;
 mod support;

@@ -70,8 +70,9 @@ impl Plan {
 
 #[derive(Debug, Default)]
 struct Stats {
-    refreshes: AtomicU64,
-    lost_refresh_answers: AtomicU64,
+    /// Per kind of phone: `[Kind::Immediate, Kind::Late]`.
+    refreshes: [AtomicU64; 2],
+    lost_refresh_answers: [AtomicU64; 2],
     late_retries: AtomicU64,
     superseded: AtomicU64,
     forced_logouts: AtomicU64,
@@ -88,8 +89,8 @@ impl Stats {
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Kind {
-    Immediate,
-    Late,
+    Immediate = 0,
+    Late = 1,
 }
 
 /// What the phone keeps in its Keychain / Keystore.
@@ -181,7 +182,7 @@ impl Phone<'_> {
                 .await
             {
                 Ok((StatusCode::OK, answer)) => {
-                    self.stats.refreshes.fetch_add(1, Ordering::Relaxed);
+                    self.stats.refreshes[self.kind as usize].fetch_add(1, Ordering::Relaxed);
                     *stored = Stored::from(&answer); // store before use
                     return;
                 }
@@ -208,8 +209,7 @@ impl Phone<'_> {
                     tokio::time::sleep(Duration::from_millis(500)).await;
                 }
                 Err(_) => {
-                    self.stats
-                        .lost_refresh_answers
+                    self.stats.lost_refresh_answers[self.kind as usize]
                         .fetch_add(1, Ordering::Relaxed);
                     if self.kind == Kind::Late && !lost_before {
                         // Suspended mid-refresh; back online later, the app
@@ -312,8 +312,9 @@ async fn soak(servers: &[ServerProcess], plan: Plan) {
     let c = &proxy.counts;
     eprintln!(
         "soak: {} instance(s), {} phones, {} s, grace {} s, access TTL {} s; proxy: {} requests, \
-         {} dropped, {} answers dropped, {} reset, {} delayed; refreshes {}, lost refresh answers {}, \
-         late retries {}, superseded {}, API calls {}, forced logouts {}, 5xx {}, unexplained {}",
+         {} dropped, {} answers dropped, {} reset, {} delayed; immediate-retry phones: {} refreshes, \
+         {} lost refresh answers; late-retry phones: {} refreshes, {} lost refresh answers, {} came \
+         back late; superseded {}, API calls {}, forced logouts {}, 5xx {}, unexplained {}",
         servers.len(),
         plan.devices,
         plan.seconds,
@@ -324,8 +325,10 @@ async fn soak(servers: &[ServerProcess], plan: Plan) {
         Stats::get(&c.dropped_answers),
         Stats::get(&c.resets),
         Stats::get(&c.delays),
-        Stats::get(&stats.refreshes),
-        Stats::get(&stats.lost_refresh_answers),
+        Stats::get(&stats.refreshes[0]),
+        Stats::get(&stats.lost_refresh_answers[0]),
+        Stats::get(&stats.refreshes[1]),
+        Stats::get(&stats.lost_refresh_answers[1]),
         Stats::get(&stats.late_retries),
         Stats::get(&stats.superseded),
         Stats::get(&stats.api_calls),
@@ -347,8 +350,10 @@ async fn soak(servers: &[ServerProcess], plan: Plan) {
     );
     // The soak proves something only if refresh answers were actually lost,
     // and late phones actually came back late.
-    assert!(Stats::get(&stats.refreshes) >= plan.devices * 2);
-    assert!(Stats::get(&stats.lost_refresh_answers) > 0);
+    let refreshes = Stats::get(&stats.refreshes[0]) + Stats::get(&stats.refreshes[1]);
+    assert!(refreshes >= plan.devices * 2, "{refreshes} refreshes");
+    assert!(Stats::get(&stats.lost_refresh_answers[0]) > 0);
+    assert!(Stats::get(&stats.lost_refresh_answers[1]) > 0);
     assert!(Stats::get(&stats.late_retries) > 0);
     for server in servers {
         assert!(!server.log().contains("ERROR"), "{}", server.log());
