@@ -15,11 +15,8 @@ use super::{AppState, resource};
 const CACHE_CONTROL: &str = "public, max-age=300";
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        resource("/.well-known/jwks.json", "GET, HEAD")
-            .route(web::get().to(jwks))
-            .route(web::head().to(jwks)),
-    );
+    // HEAD is answered too, by `HeadAsGet` as for every GET route.
+    cfg.service(resource("/.well-known/jwks.json", "GET").route(web::get().to(jwks)));
 }
 
 /// A JSON Web Key Set.
