@@ -18,6 +18,9 @@
 // lost); no 5xx other than the proxy's 503s, which the client waits out; nothing unexplained (a
 // refresh that gave up while the network mostly worked, an answer the contract does not allow);
 // and every path under test was taken (lost answers, retries, superseded, 401 -> refresh, 503).
+// At the end every session must still work (through the client, and its stored refresh token
+// directly), and then every app signs out through the flaky proxy: its tokens must go at once and
+// its session must end on the server, through the queue of unsent logouts if need be.
 import {
   ApiError,
   AuthClient,
@@ -59,6 +62,8 @@ const counts = {
   handled_503: 0,
   store_write_failures: 0,
   logins: 0,
+  logouts_queued: 0, // logout() got no answer at once and kept the token for flushLogouts()
+  logouts_confirmed: 0, // the session was revoked on the server in the end
   forced_logouts: 0,
   server_5xx: 0,
   unexplained: 0,
@@ -121,6 +126,8 @@ function onEvent(event) {
     case "server_error":
       problem("server_5xx", `${event.status} on ${event.path}`);
       break;
+    case "logout_queued":
+      break; // logout() queues before its first attempt; what stays queued is counted below
     case "store_failed":
       if (event.operation === "write") counts.store_write_failures++;
       break;
@@ -253,6 +260,27 @@ async function finalCheck({ device, storage, app, widget }) {
   }
 }
 
+/**
+ * Sign-out on a flaky network: logout() must drop the local tokens at once and get /logout through
+ * in the end (flushLogouts() resends what got no answer), whatever token of the session it holds.
+ */
+async function logoutCheck({ device, storage, app }) {
+  const stored = storage.map.get(KEY);
+  if (!stored) return;
+  const { refreshToken } = JSON.parse(stored);
+  await app.logout();
+  if (storage.map.has(KEY)) problem("unexplained", `device ${device.n}: tokens kept after logout()`);
+  const queued = () => JSON.parse(storage.map.get(`${KEY}.logout`) ?? "[]").length;
+  if (queued() > 0) counts.logouts_queued++;
+  for (let i = 0; i < 20 && queued() > 0; i++) {
+    await sleep(200);
+    await app.flushLogouts();
+  }
+  const answer = await direct("POST", "/refresh", { refresh_token: refreshToken });
+  if (answer.status === 401 && answer.body?.reason === "revoked") counts.logouts_confirmed++;
+  else problem("unexplained", `device ${device.n}: after logout the session answers ${answer.status} ${answer.body?.reason ?? ""}`);
+}
+
 async function main() {
   const runId = Date.now().toString(36);
   const started = Date.now();
@@ -263,6 +291,8 @@ async function main() {
 
   await fetch(`${PROXY}/__proxy/calm`, { method: "POST" });
   await Promise.all(devices.map(finalCheck));
+  await fetch(`${PROXY}/__proxy/flaky`, { method: "POST" });
+  await Promise.all(devices.map(logoutCheck));
   const proxy = await (await fetch(`${PROXY}/__proxy/stats`)).json();
   if (proxy.upstream_5xx > 0) problem("server_5xx", `the server answered ${proxy.upstream_5xx} 5xx to the proxy`);
   if (proxy.upstream_errors > 0) problem("unexplained", `the proxy could not reach the server ${proxy.upstream_errors} times`);
