@@ -551,10 +551,11 @@ export class AuthClient {
           // Nothing was spent by this attempt; a device that is offline stops here and keeps the token.
           if (firstMaybeSpent === null && attempt >= 3) throw new OfflineError("offline: /refresh not sent");
         }
-        this.giveUpIfLate(firstMaybeSpent, 0);
         // The first retry goes at once (a lost answer is usually one dropped packet or handover);
         // later ones back off a little, staying inside the window.
-        await sleep(attempt === 1 ? 0 : Math.min(2000, 250 * 2 ** (attempt - 2)) * (0.5 + Math.random()));
+        const pause = attempt === 1 ? 0 : Math.min(2000, 250 * 2 ** (attempt - 2)) * (0.5 + Math.random());
+        this.giveUpIfLate(firstMaybeSpent, pause);
+        await sleep(pause);
         continue;
       }
       if (answer.status === 200) {
@@ -563,8 +564,9 @@ export class AuthClient {
         // A 200 we cannot read was still a rotation on the server: same as a lost answer.
         firstMaybeSpent ??= startedAt;
         this.emit({ type: "lost_answer", attempt, cause: "malformed 200" });
-        this.giveUpIfLate(firstMaybeSpent, 1000);
-        await sleep(1000 * (0.5 + Math.random()));
+        const pause = 1000 * (0.5 + Math.random());
+        this.giveUpIfLate(firstMaybeSpent, pause);
+        await sleep(pause);
         continue;
       }
       if (answer.status === 401) {
@@ -589,8 +591,9 @@ export class AuthClient {
         // treat it as a lost answer, with a pause.
         firstMaybeSpent ??= startedAt;
         this.emit({ type: "server_error", path: "/refresh", status: answer.status });
-        this.giveUpIfLate(firstMaybeSpent, 1000);
-        await sleep(1000 * (0.5 + Math.random()));
+        const pause = 1000 * (0.5 + Math.random());
+        this.giveUpIfLate(firstMaybeSpent, pause);
+        await sleep(pause);
         continue;
       }
       throw this.errorFor("/refresh", answer);
