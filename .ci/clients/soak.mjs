@@ -13,6 +13,7 @@
 //
 // Environment: SERVER_URL (direct, for setup and the final check), PROXY_URL (what the clients use),
 // SOAK_DEVICES (20), SOAK_SECONDS (30), SOAK_GRACE_SECONDS (the server's REFRESH_REUSE_GRACE, 20).
+// SOAK_STORE_FAILURES (0.02): the share of storage writes that fail.
 //
 // Four checks, exit 1 if one fails: no forced sign-out (any invalid_grant but superseded, a session
 // lost); no 5xx other than the proxy's 503s, which the client waits out; nothing unexplained (a
@@ -35,7 +36,7 @@ const PROXY = need("PROXY_URL");
 const DEVICES = Number(process.env.SOAK_DEVICES ?? 20);
 const SECONDS = Number(process.env.SOAK_SECONDS ?? 30);
 const GRACE_MS = Number(process.env.SOAK_GRACE_SECONDS ?? 20) * 1000;
-const STORE_FAILURE_SHARE = 0.02;
+const STORE_FAILURE_SHARE = Number(process.env.SOAK_STORE_FAILURES ?? 0.02);
 const KEY = "auth-api.tokens";
 
 function need(name) {

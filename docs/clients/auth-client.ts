@@ -40,9 +40,8 @@ export interface StoredTokens {
 
 /**
  * Why the app is signed out. The server's reasons (`expired`, `revoked`, `reuse_detected`,
- * `invalid`) plus: `user` (logout), `elsewhere` (another process of the app removed the tokens),
- * `lost_track` (the server said `superseded` but no newer pair ever reached storage), `none` (there
- * was no session to begin with).
+ * `invalid`, or one added later) plus: `user` (logout), `elsewhere` (another process of the app
+ * removed the tokens), `none` (there was no session to begin with). Never `superseded`.
  */
 export type SignOutReason = string;
 
@@ -102,7 +101,10 @@ export class SignedOutError extends Error {
   }
 }
 
-/** No answer from the server. The tokens are kept; try again later. */
+/**
+ * No usable answer yet: no network, or (after `superseded`) the other process's newer pair has not
+ * reached storage. The tokens are kept; try again later.
+ */
 export class OfflineError extends Error {
   constructor(message: string) {
     super(message);
@@ -194,8 +196,9 @@ export class AuthClient {
 
   /** This process's pair; storage is re-read before each refresh (other processes may rotate). */
   private current: Held | null = null;
-  /** A pair whose write to storage failed: retried before every use, never replaced by an older one. */
+  /** A pair whose write to storage failed: written again before every use and on a timer. */
   private unsaved: StoredTokens | null = null;
+  private saveRetry: ReturnType<typeof setTimeout> | null = null;
   /** Tokens of a signed-out session still on disk because removing them failed. */
   private removePending = false;
   /** The one refresh in flight (single-flight); every caller awaits it. */
@@ -345,6 +348,11 @@ export class AuthClient {
     return age >= 0 && age < held.pair.expiresIn * 1000 * this.freshFraction;
   }
 
+  private isUnexpired(held: Held): boolean {
+    const age = this.clock.monotonicMs() - held.monoAt;
+    return age >= 0 && age < held.pair.expiresIn * 1000;
+  }
+
   /** A pair read from storage has no monotonic time in this process: age it by the wall clock once. */
   private fromStorage(pair: StoredTokens): Held {
     const age = this.clock.wallMs() - pair.obtainedAt;
@@ -386,7 +394,26 @@ export class AuthClient {
     }
     // The pair in memory is the only good one now (its parent is spent): keep it, retry later.
     this.unsaved = pair;
+    this.scheduleSaveRetry();
     return pair;
+  }
+
+  /**
+   * Writes an unsaved pair again soon, not only at the next use: another process waiting on
+   * storage after `superseded` must not depend on this one being busy.
+   */
+  private scheduleSaveRetry(): void {
+    if (this.saveRetry) return;
+    this.saveRetry = setTimeout(() => {
+      this.saveRetry = null;
+      const unsaved = this.unsaved;
+      if (!unsaved) return;
+      this.persist(unsaved)
+        .then((kept) => {
+          if (kept !== unsaved && this.unsaved === null && this.current?.pair === unsaved) this.takeStored(kept);
+        })
+        .catch(() => this.scheduleSaveRetry());
+    }, 250);
   }
 
   /** Switches to a pair another process stored. */
@@ -483,16 +510,17 @@ export class AuthClient {
         throw new SignedOutError(spent.reason);
       }
       // A late duplicate: another thread or process already rotated past this token, and stores
-      // each pair before using it. Take the newer pair from storage; the session is fine.
+      // each pair before using it. Take the newer pair from storage; the session is fine, so this
+      // is never a sign-out (if the session were really lost, the server would say so).
       this.emit({ type: "superseded" });
       const newer = await this.awaitNewerStored(base.pair);
       if (epoch !== this.epoch) return this.afterEpochChange();
-      if (!newer || round >= 3) {
-        await this.signOut("lost_track");
-        throw new SignedOutError("lost_track");
-      }
+      if (!newer) throw new OfflineError("superseded, and the newer pair has not reached storage yet; tokens kept");
       base = this.takeStored(newer);
-      if (this.isFresh(base)) return base;
+      // Use it while its access token lives. An expired one is spent in turn; a process on a slow
+      // link can lose that race again, so after a few rounds it takes the newest pair as it is
+      // (a 401 will refresh it) rather than loop.
+      if (this.isUnexpired(base) || round >= 5) return base;
     }
   }
 
@@ -515,11 +543,18 @@ export class AuthClient {
     return kept === mine.pair ? mine : this.takeStored(kept);
   }
 
-  /** After `superseded`: the process that rotated may still be writing. Poll storage briefly. */
+  /**
+   * After `superseded`: the process that rotated stores before it uses, but may still be writing
+   * (or retrying a failed write). Poll storage for up to 5 s.
+   */
   private async awaitNewerStored(sent: StoredTokens): Promise<StoredTokens | null> {
-    for (let i = 0; i < 20; i++) {
+    for (let i = 0; i < 50; i++) {
       const stored = await this.readStored();
       if (stored && isNewer(stored, sent)) return stored;
+      if (stored === null && !this.unsaved) {
+        await this.signOut("elsewhere");
+        throw new SignedOutError("elsewhere");
+      }
       await sleep(100);
     }
     return null;
