@@ -308,10 +308,12 @@ export class AuthClient {
   async flushLogouts(): Promise<void> {
     const queue = await this.readLogoutQueue();
     if (queue.length === 0) return;
-    const left: string[] = [];
+    const sent = new Set<string>();
     for (const token of queue) {
-      if (!(await this.sendLogout(token))) left.push(token);
+      if (await this.sendLogout(token)) sent.add(token);
     }
+    // Read the queue again: a logout queued meanwhile stays queued.
+    const left = (await this.readLogoutQueue()).filter((token) => !sent.has(token));
     try {
       if (left.length === 0) await this.storage.remove(this.logoutKey);
       else await this.storage.set(this.logoutKey, JSON.stringify(left));
