@@ -22,7 +22,7 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
-    fn new(var: &'static str, reason: impl Into<String>) -> Self {
+    pub(crate) fn new(var: &'static str, reason: impl Into<String>) -> Self {
         Self {
             var,
             reason: reason.into(),
@@ -47,14 +47,38 @@ pub struct Config {
     pub db_acquire_timeout: Duration,
     /// HTTP worker threads (each runs its own async executor).
     pub http_workers: usize,
+    /// A request whose head or body has not arrived this long after it began
+    /// is answered `408` and its connection closed (slow-client defence).
+    pub http_request_timeout: Duration,
+    /// Open connections one client address may hold (IPv6: one /64); more are
+    /// closed at accept. Not applied with `TRUST_FORWARDED_FOR`: every
+    /// connection then comes from the proxy.
+    pub http_max_connections_per_ip: usize,
+}
+
+/// The algorithm of the access tokens (`JWT_ALGORITHM`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JwtAlgorithm {
+    /// HMAC-SHA256 under `JWT_SECRET` (the default).
+    Hs256,
+    /// ECDSA P-256 under `JWT_PRIVATE_KEY_FILE`.
+    Es256,
+    /// Ed25519 under `JWT_PRIVATE_KEY_FILE`.
+    EdDsa,
 }
 
 /// Keys and claims of the access tokens.
 #[derive(Debug, Clone)]
 pub struct JwtConfig {
-    /// `None`: use (or create) the key file in the data folder.
+    /// `None`: use (or create) the key file in the data folder. In every mode
+    /// the refresh-token MAC keys are derived from it.
     pub secret: Option<SecretString>,
     pub previous_secrets: Vec<SecretString>,
+    pub algorithm: JwtAlgorithm,
+    /// ES256/EdDSA: the PEM PKCS#8 signing key; `None`: generated into the data folder.
+    pub private_key_file: Option<PathBuf>,
+    /// ES256/EdDSA: PEM public (or private) keys also accepted and published.
+    pub extra_public_key_files: Vec<PathBuf>,
     pub issuer: String,
     pub audience: String,
     pub leeway: Duration,
@@ -97,14 +121,21 @@ impl Config {
     /// without touching the process environment.
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let var = |key: &'static str| get(key).filter(|v| !v.trim().is_empty());
+        let secret_or_file = |key: &'static str, file_key: &'static str, empty_file_ok: bool| {
+            secret_var(&get, key, file_key, empty_file_ok)
+        };
 
-        let database_url = var("DATABASE_URL").unwrap_or_else(|| "sqlite://data/auth.db".into());
+        let (database_url, database_url_var) =
+            match secret_or_file("DATABASE_URL", "DATABASE_URL_FILE", false)? {
+                Some((url, from)) if !url.trim().is_empty() => (url, from),
+                _ => ("sqlite://data/auth.db".to_owned(), "DATABASE_URL"),
+            };
         if !(database_url.starts_with("sqlite:")
             || database_url.starts_with("postgres://")
             || database_url.starts_with("postgresql://"))
         {
             return Err(ConfigError::new(
-                "DATABASE_URL",
+                database_url_var,
                 "must start with sqlite:// or postgres://",
             ));
         }
@@ -114,20 +145,22 @@ impl Config {
             .parse()
             .map_err(|_| ConfigError::new("BIND_ADDR", "must be an address like 127.0.0.1:8080"))?;
 
-        let secret = match get("JWT_SECRET") {
-            Some(s) if !s.is_empty() => Some(secret_key("JWT_SECRET", s)?),
+        let secret = match secret_or_file("JWT_SECRET", "JWT_SECRET_FILE", false)? {
+            Some((s, from)) if !s.is_empty() => Some(secret_key(from, s)?),
             _ => None,
         };
-        let previous_secrets = var("JWT_PREVIOUS_SECRETS")
-            .map(|list| {
-                list.split(',')
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty())
-                    .map(|s| secret_key("JWT_PREVIOUS_SECRETS", s.to_owned()))
-                    .collect::<Result<Vec<_>, _>>()
-            })
-            .transpose()?
-            .unwrap_or_default();
+        let previous_secrets =
+            secret_or_file("JWT_PREVIOUS_SECRETS", "JWT_PREVIOUS_SECRETS_FILE", true)?
+                .filter(|(list, _)| !list.trim().is_empty())
+                .map(|(list, from)| {
+                    list.split(',')
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(|s| secret_key(from, s.to_owned()))
+                        .collect::<Result<Vec<_>, _>>()
+                })
+                .transpose()?
+                .unwrap_or_default();
 
         let seconds =
             |key: &'static str, default: u64, min: u64| -> Result<Duration, ConfigError> {
@@ -155,9 +188,53 @@ impl Config {
             }
         };
 
+        let algorithm = match var("JWT_ALGORITHM").as_deref().map(str::trim) {
+            None => JwtAlgorithm::Hs256,
+            Some(v) if v.eq_ignore_ascii_case("HS256") => JwtAlgorithm::Hs256,
+            Some(v) if v.eq_ignore_ascii_case("ES256") => JwtAlgorithm::Es256,
+            Some(v) if v.eq_ignore_ascii_case("EdDSA") => JwtAlgorithm::EdDsa,
+            Some(_) => {
+                return Err(ConfigError::new(
+                    "JWT_ALGORITHM",
+                    "must be HS256, ES256 or EdDSA",
+                ));
+            }
+        };
+        let private_key_file = var("JWT_PRIVATE_KEY_FILE").map(|v| PathBuf::from(v.trim()));
+        let extra_public_key_files: Vec<PathBuf> = var("JWT_EXTRA_PUBLIC_KEY_FILES")
+            .map(|list| {
+                list.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(PathBuf::from)
+                    .collect()
+            })
+            .unwrap_or_default();
+        if algorithm == JwtAlgorithm::Hs256 {
+            // A key file with HS256 means the operator believes tokens are
+            // signed with it: say so rather than silently sign with the secret.
+            for (key, set) in [
+                ("JWT_PRIVATE_KEY_FILE", private_key_file.is_some()),
+                (
+                    "JWT_EXTRA_PUBLIC_KEY_FILES",
+                    !extra_public_key_files.is_empty(),
+                ),
+            ] {
+                if set {
+                    return Err(ConfigError::new(
+                        key,
+                        "is only used with JWT_ALGORITHM=ES256 or EdDSA (JWT_ALGORITHM is HS256)",
+                    ));
+                }
+            }
+        }
+
         let jwt = JwtConfig {
             secret,
             previous_secrets,
+            algorithm,
+            private_key_file,
+            extra_public_key_files,
             issuer: var("JWT_ISSUER").unwrap_or_else(|| "auth-api".into()),
             audience: var("JWT_AUDIENCE").unwrap_or_else(|| "mobile".into()),
             leeway: seconds("JWT_LEEWAY", 30, 0)?,
@@ -197,6 +274,10 @@ impl Config {
         let db_acquire_timeout = seconds("DATABASE_ACQUIRE_TIMEOUT", 3, 1)?;
         let http_workers =
             usize::try_from(number("HTTP_WORKERS", cores as u64, 1)?).unwrap_or(cores);
+        let http_request_timeout = seconds("HTTP_REQUEST_TIMEOUT", 10, 1)?;
+        let http_max_connections_per_ip =
+            usize::try_from(number("HTTP_MAX_CONNECTIONS_PER_IP", 256, 1)?)
+                .map_err(|_| ConfigError::new("HTTP_MAX_CONNECTIONS_PER_IP", "is too large"))?;
 
         Ok(Self {
             database_url: SecretString::from(database_url),
@@ -209,6 +290,8 @@ impl Config {
             db_max_connections,
             db_acquire_timeout,
             http_workers,
+            http_request_timeout,
+            http_max_connections_per_ip,
         })
     }
 
@@ -238,6 +321,39 @@ impl Config {
             }
         }
         PathBuf::from("data")
+    }
+}
+
+/// A secret variable, given either directly (`key`) or as the content of the
+/// file named by `file_key` (Docker and Kubernetes secrets), less its
+/// trailing newline. Returns the value and the variable it came from, so
+/// later errors name the one the operator set. Both set is an error, and so
+/// is an unreadable file, or an empty one unless `empty_file_ok`.
+fn secret_var(
+    get: &impl Fn(&str) -> Option<String>,
+    key: &'static str,
+    file_key: &'static str,
+    empty_file_ok: bool,
+) -> Result<Option<(String, &'static str)>, ConfigError> {
+    let direct = get(key).filter(|v| !v.is_empty());
+    let file = get(file_key).filter(|v| !v.trim().is_empty());
+    match (direct, file) {
+        (Some(_), Some(_)) => Err(ConfigError::new(
+            key,
+            format!("set either {key} or {file_key}, not both"),
+        )),
+        (Some(value), None) => Ok(Some((value, key))),
+        (None, None) => Ok(None),
+        (None, Some(path)) => {
+            let text = std::fs::read_to_string(path.trim()).map_err(|e| {
+                ConfigError::new(file_key, format!("cannot read the file ({})", e.kind()))
+            })?;
+            let value = text.trim_end_matches(['\n', '\r']).to_owned();
+            if value.is_empty() && !empty_file_ok {
+                return Err(ConfigError::new(file_key, "the file is empty"));
+            }
+            Ok(Some((value, file_key)))
+        }
     }
 }
 
@@ -281,6 +397,77 @@ mod tests {
         assert_eq!(c.auth_rate_limit, 20);
         assert!(!c.trust_forwarded_for);
         assert!(c.jwt.secret.is_none());
+        assert_eq!(c.jwt.algorithm, JwtAlgorithm::Hs256);
+        assert!(c.jwt.private_key_file.is_none());
+        assert!(c.jwt.extra_public_key_files.is_empty());
+        assert_eq!(c.http_request_timeout, Duration::from_secs(10));
+        assert_eq!(c.http_max_connections_per_ip, 256);
+    }
+
+    #[test]
+    fn slow_client_limits_are_read_and_must_be_positive() {
+        let c = config(&[
+            ("HTTP_REQUEST_TIMEOUT", "3"),
+            ("HTTP_MAX_CONNECTIONS_PER_IP", "16"),
+        ])
+        .unwrap();
+        assert_eq!(c.http_request_timeout, Duration::from_secs(3));
+        assert_eq!(c.http_max_connections_per_ip, 16);
+        // Zero would mean "no time at all" and "no connection at all", not "off".
+        for var in ["HTTP_REQUEST_TIMEOUT", "HTTP_MAX_CONNECTIONS_PER_IP"] {
+            assert_eq!(config(&[(var, "0")]).unwrap_err().var, var);
+            assert_eq!(config(&[(var, "-1")]).unwrap_err().var, var);
+        }
+    }
+
+    #[test]
+    fn the_algorithm_and_its_key_files_are_read() {
+        let c = config(&[
+            ("JWT_ALGORITHM", "ES256"),
+            ("JWT_PRIVATE_KEY_FILE", "/run/secrets/jwt.pem"),
+            (
+                "JWT_EXTRA_PUBLIC_KEY_FILES",
+                "/keys/next.pem, /keys/old.pem,",
+            ),
+        ])
+        .unwrap();
+        assert_eq!(c.jwt.algorithm, JwtAlgorithm::Es256);
+        assert_eq!(
+            c.jwt.private_key_file,
+            Some(PathBuf::from("/run/secrets/jwt.pem"))
+        );
+        assert_eq!(
+            c.jwt.extra_public_key_files,
+            [
+                PathBuf::from("/keys/next.pem"),
+                PathBuf::from("/keys/old.pem")
+            ]
+        );
+        for (value, expected) in [
+            ("EdDSA", JwtAlgorithm::EdDsa),
+            ("eddsa", JwtAlgorithm::EdDsa),
+            ("HS256", JwtAlgorithm::Hs256),
+        ] {
+            let c = config(&[("JWT_ALGORITHM", value)]).unwrap();
+            assert_eq!(c.jwt.algorithm, expected);
+        }
+    }
+
+    #[test]
+    fn an_unknown_algorithm_or_a_key_file_with_hs256_is_refused() {
+        for alg in ["RS256", "none", "HS512"] {
+            let err = config(&[("JWT_ALGORITHM", alg)]).unwrap_err();
+            assert_eq!(err.var, "JWT_ALGORITHM");
+        }
+        let err = config(&[("JWT_PRIVATE_KEY_FILE", "/k.pem")]).unwrap_err();
+        assert_eq!(err.var, "JWT_PRIVATE_KEY_FILE");
+        assert!(!err.to_string().contains("/k.pem"));
+        let err = config(&[
+            ("JWT_ALGORITHM", "HS256"),
+            ("JWT_EXTRA_PUBLIC_KEY_FILES", "/k.pem"),
+        ])
+        .unwrap_err();
+        assert_eq!(err.var, "JWT_EXTRA_PUBLIC_KEY_FILES");
     }
 
     #[test]
@@ -310,6 +497,8 @@ mod tests {
             "REFRESH_REUSE_GRACE",
             "AUTH_RATE_LIMIT",
             "MAX_SESSIONS_PER_USER",
+            "HTTP_REQUEST_TIMEOUT",
+            "HTTP_MAX_CONNECTIONS_PER_IP",
         ] {
             let err = config(&[(var, "soon")]).unwrap_err();
             assert_eq!(err.var, var);
@@ -330,6 +519,119 @@ mod tests {
             config(&[("TRUST_FORWARDED_FOR", "maybe")]).unwrap_err().var,
             "TRUST_FORWARDED_FOR"
         );
+    }
+
+    /// A file with this content, kept while the returned folder lives.
+    fn secret_file(content: &str) -> (tempfile::TempDir, String) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("secret");
+        std::fs::write(&path, content).unwrap();
+        (dir, path.display().to_string())
+    }
+
+    #[test]
+    fn secrets_are_read_from_the_files_their_file_variables_name() {
+        let key = "a-secret-from-a-mounted-file-0123456789";
+        let previous_list =
+            "previous-secret-number-one-0123456789,previous-secret-number-two-0123456789";
+        let (_d1, secret_path) = secret_file(&format!("{key}\n"));
+        let (_d2, previous_path) = secret_file(&format!("{previous_list}\r\n"));
+        let (_d3, url_path) = secret_file("postgres://auth:p%40ss@db/auth\n");
+        let c = config(&[
+            ("JWT_SECRET_FILE", &secret_path),
+            ("JWT_PREVIOUS_SECRETS_FILE", &previous_path),
+            ("DATABASE_URL_FILE", &url_path),
+        ])
+        .unwrap();
+        assert_eq!(c.jwt.secret.unwrap().expose_secret(), key);
+        let previous: Vec<_> = c
+            .jwt
+            .previous_secrets
+            .iter()
+            .map(|s| s.expose_secret().to_owned())
+            .collect();
+        assert_eq!(previous.join(","), previous_list);
+        assert_eq!(
+            c.database_url.expose_secret(),
+            "postgres://auth:p%40ss@db/auth"
+        );
+    }
+
+    #[test]
+    fn only_the_trailing_newline_of_a_secret_file_is_removed() {
+        let (_d, path) = secret_file(" spaces-are-part-of-this-key-0123456789 \n\n");
+        let c = config(&[("JWT_SECRET_FILE", &path)]).unwrap();
+        assert_eq!(
+            c.jwt.secret.unwrap().expose_secret(),
+            " spaces-are-part-of-this-key-0123456789 "
+        );
+    }
+
+    #[test]
+    fn a_variable_and_its_file_variant_together_are_refused() {
+        let (_d, path) = secret_file("a-secret-from-a-mounted-file-0123456789");
+        for (var, file_var, value) in [
+            (
+                "JWT_SECRET",
+                "JWT_SECRET_FILE",
+                "0123456789abcdef0123456789abcdef",
+            ),
+            (
+                "JWT_PREVIOUS_SECRETS",
+                "JWT_PREVIOUS_SECRETS_FILE",
+                "0123456789abcdef0123456789abcdef",
+            ),
+            ("DATABASE_URL", "DATABASE_URL_FILE", "sqlite://x.db"),
+        ] {
+            let err = config(&[(var, value), (file_var, &path)]).unwrap_err();
+            assert_eq!(err.var, var);
+            assert!(err.reason.contains(file_var), "{err}");
+            assert!(!err.to_string().contains(value), "{err}");
+        }
+    }
+
+    #[test]
+    fn an_unreadable_or_empty_secret_file_is_refused_naming_the_file_variable() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing").display().to_string();
+        for file_var in [
+            "JWT_SECRET_FILE",
+            "JWT_PREVIOUS_SECRETS_FILE",
+            "DATABASE_URL_FILE",
+        ] {
+            let err = config(&[(file_var, &missing)]).unwrap_err();
+            assert_eq!(err.var, file_var);
+            assert!(!err.to_string().contains(&missing), "{err}");
+        }
+        let folder = dir.path().display().to_string();
+        assert_eq!(
+            config(&[("JWT_SECRET_FILE", &folder)]).unwrap_err().var,
+            "JWT_SECRET_FILE"
+        );
+        let (_d, empty) = secret_file("\n");
+        assert_eq!(
+            config(&[("JWT_SECRET_FILE", &empty)]).unwrap_err().var,
+            "JWT_SECRET_FILE"
+        );
+        assert_eq!(
+            config(&[("DATABASE_URL_FILE", &empty)]).unwrap_err().var,
+            "DATABASE_URL_FILE"
+        );
+        // No previous keys is a valid list (a rotation just finished).
+        let c = config(&[("JWT_PREVIOUS_SECRETS_FILE", &empty)]).unwrap();
+        assert!(c.jwt.previous_secrets.is_empty());
+    }
+
+    #[test]
+    fn a_bad_value_in_a_secret_file_names_the_file_variable_not_the_value() {
+        let (_d, path) = secret_file("too-short-secret\n");
+        let err = config(&[("JWT_SECRET_FILE", &path)]).unwrap_err();
+        assert_eq!(err.var, "JWT_SECRET_FILE");
+        assert!(!err.to_string().contains("too-short-secret"));
+        let (_d, path) = secret_file("mysql://root:hunter2@db/auth");
+        let err = config(&[("DATABASE_URL_FILE", &path)]).unwrap_err();
+        assert_eq!(err.var, "DATABASE_URL_FILE");
+        assert!(!err.to_string().contains("hunter2"));
     }
 
     #[test]

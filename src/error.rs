@@ -41,12 +41,18 @@ pub enum ApiError {
     InvalidRequest(String),
     #[error("not found")]
     NotFound,
+    /// `allow` names the methods the resource serves; the `Allow` header
+    /// adds `HEAD` wherever it lists `GET`, since HEAD is answered wherever
+    /// GET is (API.md; `crate::http::head`).
     #[error("method not allowed")]
     MethodNotAllowed { allow: &'static str },
     #[error("the request body is larger than 16 KiB")]
     PayloadTooLarge,
     #[error("the request body must be application/json")]
     UnsupportedMediaType,
+    /// The request's body did not arrive within `HTTP_REQUEST_TIMEOUT`.
+    #[error("the request took too long to arrive; send it again")]
+    RequestTimeout,
     #[error("too many requests; retry later")]
     TooManyRequests { retry_after: u64 },
     #[error("the service is busy or its database is unreachable; retry later")]
@@ -82,6 +88,7 @@ impl ApiError {
             ApiError::MethodNotAllowed { .. } => "method_not_allowed",
             ApiError::PayloadTooLarge => "payload_too_large",
             ApiError::UnsupportedMediaType => "unsupported_media_type",
+            ApiError::RequestTimeout => "request_timeout",
             ApiError::TooManyRequests { .. } => "too_many_requests",
             ApiError::Unavailable { .. } => "unavailable",
             ApiError::Internal(_) => "internal_error",
@@ -111,6 +118,7 @@ impl ResponseError for ApiError {
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -146,7 +154,13 @@ impl ResponseError for ApiError {
         response.insert_header((header::CACHE_CONTROL, "no-store"));
         match self {
             ApiError::MethodNotAllowed { allow } => {
-                response.insert_header((header::ALLOW, *allow));
+                response.insert_header((header::ALLOW, with_head(allow)));
+            }
+            ApiError::RequestTimeout => {
+                // The rest of a slow body may still be on its way: the
+                // connection cannot be reused, and closing it is what frees
+                // the slot a slow client was holding.
+                response.force_close();
             }
             ApiError::TooManyRequests { retry_after } | ApiError::Unavailable { retry_after } => {
                 response.insert_header((header::RETRY_AFTER, retry_after.to_string()));
@@ -185,6 +199,22 @@ impl ResponseError for ApiError {
             reason,
         })
     }
+}
+
+/// An `Allow` list with `HEAD` right after `GET` when it lists `GET` and not `HEAD`.
+fn with_head(allow: &str) -> String {
+    let methods: Vec<&str> = allow.split(',').map(str::trim).collect();
+    if !methods.contains(&"GET") || methods.contains(&"HEAD") {
+        return allow.to_owned();
+    }
+    let mut listed = Vec::with_capacity(methods.len() + 1);
+    for method in methods {
+        listed.push(method);
+        if method == "GET" {
+            listed.push("HEAD");
+        }
+    }
+    listed.join(", ")
 }
 
 impl From<StoreError> for ApiError {
@@ -288,6 +318,35 @@ mod tests {
     }
 
     #[test]
+    fn allow_lists_head_wherever_it_lists_get() {
+        for (allow, header) in [
+            ("GET", "GET, HEAD"),
+            ("GET, DELETE", "GET, HEAD, DELETE"),
+            ("POST", "POST"),
+            ("GET, HEAD", "GET, HEAD"),
+        ] {
+            let response = ApiError::MethodNotAllowed { allow }.error_response();
+            assert_eq!(
+                response.headers().get(header::ALLOW).map(|v| v.as_bytes()),
+                Some(header.as_bytes()),
+                "{allow}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_request_timeout_closes_the_connection() {
+        let response = ApiError::RequestTimeout.error_response();
+        assert_eq!(response.status(), StatusCode::REQUEST_TIMEOUT);
+        assert_eq!(
+            response.head().connection_type(),
+            actix_web::http::ConnectionType::Close
+        );
+        let (_, body) = body_of(ApiError::RequestTimeout);
+        assert_eq!(body["error"], "request_timeout");
+    }
+
+    #[test]
     fn every_error_has_its_contract_status_and_code() {
         for (err, status, code) in [
             (ApiError::InvalidRequest("x".into()), 400, "invalid_request"),
@@ -298,6 +357,7 @@ mod tests {
                 "method_not_allowed",
             ),
             (ApiError::PayloadTooLarge, 413, "payload_too_large"),
+            (ApiError::RequestTimeout, 408, "request_timeout"),
             (
                 ApiError::UnsupportedMediaType,
                 415,

@@ -8,6 +8,7 @@
 //! The map, from the outside in:
 //! - [`startup`]: builds the [`startup::Application`] (keys, store, routes, background tasks);
 //! - [`config`]: every setting, read once from the environment;
+//! - [`connections`]: the cap on open connections per client address;
 //! - [`http`]: handlers, one file per resource, and the extractors (Bearer check);
 //! - [`sessions`]: the sessions service, the one place that starts, rotates
 //!   and ends sessions (database write, revocation set, audit and metrics);
@@ -27,6 +28,7 @@ pub mod auth;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod connections;
 pub mod error;
 pub mod http;
 pub mod limits;

@@ -64,6 +64,7 @@ async fn main() -> ExitCode {
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
+    auth_api::startup::raise_open_file_limit();
     let app = Application::build(config).await?;
     app.run_until_stopped().await?;
     Ok(())

@@ -7,14 +7,15 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::error::ErrorBody;
-use crate::http::{account, admin, docs, health, sessions, tokens};
+use crate::http::{account, admin, docs, health, keys, sessions, tokens};
 
 #[derive(Debug, OpenApi)]
 #[openapi(
     info(
         title = "auth-api",
-        description = "Stateless JWT authentication for mobile apps: HS256 access tokens \
-                       verified without a database, rotating refresh tokens with reuse \
+        description = "Stateless JWT authentication for mobile apps: HS256, ES256 or EdDSA \
+                       access tokens verified without a database (public keys at \
+                       `/.well-known/jwks.json`), rotating refresh tokens with reuse \
                        detection, sessions per device.\n\n\
                        Every error is `{\"error\": \"<code>\", \"message\": \"<text>\"}`; \
                        clients switch on `error`.\n\n\
@@ -28,6 +29,7 @@ use crate::http::{account, admin, docs, health, sessions, tokens};
         tokens::refresh,
         tokens::logout,
         tokens::logout_all,
+        keys::jwks,
         account::me,
         sessions::list_sessions,
         sessions::delete_session,

@@ -9,17 +9,29 @@ use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use actix_web::dev::{Server, Service};
+use actix_http::{HttpService, Protocol};
+use actix_server::Server;
+use actix_service::{ServiceFactory, apply_fn_factory, map_config};
+use actix_web::body::MessageBody;
+use actix_web::dev::{AppConfig, Extensions, Service, ServiceRequest, ServiceResponse};
 use actix_web::middleware::{DefaultHeaders, Logger};
-use actix_web::{App, HttpServer, web};
+use actix_web::rt::net::TcpStream;
+use actix_web::{App, web};
 use anyhow::Context;
 use secrecy::SecretString;
 use tokio::task::JoinHandle;
 
+use crate::auth::asymmetric::{
+    Algorithm, AsymmetricKeys, SigningKey, VerifyingKey,
+    load_or_create_key_file as load_or_create_signing_key_file,
+};
 use crate::auth::keys::{Keyring, load_or_create_key_file};
 use crate::auth::{AccessTokens, PasswordHasher, RevocationSet};
 use crate::clock::{SharedClock, SystemClock};
-use crate::config::Config;
+use crate::config::{Config, ConfigError, JwtAlgorithm};
+use crate::connections::ConnectionLimits;
+use crate::http::deadline::{BodyDeadline, HeadDeadline};
+use crate::http::head::HeadAsGet;
 use crate::http::{self, AppState};
 use crate::sessions::Sessions;
 use crate::store::{PoolSettings, Store};
@@ -30,6 +42,12 @@ const PRUNE_EVERY: Duration = Duration::from_secs(30);
 const CLEANUP_BATCH: i64 = 1000;
 /// In-flight requests get this long to finish on shutdown.
 const SHUTDOWN_TIMEOUT_SECS: u64 = 20;
+/// actix-http's own timer on a connection's first head fires this long after
+/// ours, as a backstop only.
+const HEAD_TIMEOUT_BACKSTOP: Duration = Duration::from_secs(1);
+/// How long a closing connection waits for the client to take the last
+/// answer (a 408, say) before it is dropped (HttpServer's default).
+const CLIENT_DISCONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// A built, bound, not yet running server.
 pub struct Application {
@@ -74,45 +92,15 @@ impl Application {
         let port = listener.local_addr()?.port();
         let tasks = spawn_housekeeping(state.clone().into_inner(), revocation_memory(&config));
 
-        let server_state = state.clone();
-        let workers = config.http_workers;
-        let server = HttpServer::new(move || {
-            let telemetry = server_state.telemetry.clone();
-            App::new()
-                .app_data(server_state.clone())
-                .app_data(http::extract::json_config())
-                .app_data(http::extract::path_config())
-                .wrap(
-                    DefaultHeaders::new()
-                        .add(("X-Content-Type-Options", "nosniff"))
-                        .add(("Cache-Control", "no-store"))
-                        .add(("Referrer-Policy", "no-referrer")),
-                )
-                .wrap(request_logger())
-                .wrap_fn(move |req, srv| {
-                    // Request count and latency by method, route pattern and status.
-                    let telemetry = telemetry.clone();
-                    let start = Instant::now();
-                    let method = req.method().clone();
-                    let response = srv.call(req);
-                    async move {
-                        let response = response.await?;
-                        telemetry.observe_request(
-                            method.as_str(),
-                            response.request().match_pattern().as_deref(),
-                            response.status().as_u16(),
-                            start.elapsed(),
-                        );
-                        Ok(response)
-                    }
-                })
-                .configure(http::routes)
-                .default_service(web::to(http::not_found))
-        })
-        .workers(workers)
-        .shutdown_timeout(SHUTDOWN_TIMEOUT_SECS)
-        .listen(listener)?
-        .run();
+        // Behind a proxy (TRUST_FORWARDED_FOR) every connection comes from the
+        // proxy's address, so a per-address cap would cap the whole service.
+        let limits = (!config.trust_forwarded_for).then(|| {
+            ConnectionLimits::new(
+                config.http_max_connections_per_ip,
+                state.telemetry.connections_refused.clone(),
+            )
+        });
+        let server = http_server(listener, state.clone(), &config, limits)?;
 
         Ok(Self {
             port,
@@ -145,21 +133,165 @@ impl Application {
     }
 }
 
+/// The HTTP server: actix-web's `App` on actix-http, with the timeouts of
+/// `HTTP_REQUEST_TIMEOUT` and, unless `limits` is `None`, the per-address
+/// connection cap.
+///
+/// Built from actix-server and actix-http rather than `HttpServer`, because
+/// `HttpServer` cannot refuse a connection: here each accepted connection asks
+/// [`ConnectionLimits::admit`] before any byte is read, and one over the cap is
+/// closed at once, costing no HTTP buffers. The rest is what `HttpServer`
+/// does: workers, graceful shutdown on SIGTERM/SIGINT, keep-alive.
+fn http_server(
+    listener: TcpListener,
+    state: web::Data<AppState>,
+    config: &Config,
+    limits: Option<Arc<ConnectionLimits>>,
+) -> std::io::Result<Server> {
+    let builder = actix_server::Server::build();
+    let stopping = builder.graceful_shutdown_signal();
+    let local_addr = listener.local_addr()?;
+    let request_timeout = config.http_request_timeout;
+    let server = builder
+        .workers(config.http_workers)
+        .shutdown_timeout(SHUTDOWN_TIMEOUT_SECS)
+        .listen("auth-api", listener, move || {
+            let stopping = stopping.clone();
+            let http = HttpService::build()
+                // On shutdown, idle keep-alive connections close at once
+                // instead of holding the exit for their keep-alive time.
+                .graceful_shutdown_signal(move || {
+                    let stopping = stopping.clone();
+                    async move { stopping.notified().await }
+                })
+                // Every head has HeadDeadline (below), every body BodyDeadline
+                // (in the App). actix's own timer, on the first head only, is
+                // a backstop a little later, so that the 408 is ours (JSON).
+                .client_request_timeout(request_timeout + HEAD_TIMEOUT_BACKSTOP)
+                .on_connect_ext(|io: &HeadDeadline<TcpStream>, data: &mut Extensions| {
+                    data.insert(io.phase());
+                })
+                .client_disconnect_timeout(CLIENT_DISCONNECT_TIMEOUT)
+                .local_addr(local_addr)
+                // The AppConfig only supplies a host for URL generation when a
+                // request has no Host header; nothing here generates URLs.
+                .finish(map_config(app(state.clone(), request_timeout), |_| {
+                    AppConfig::default()
+                }));
+            let limits = limits.clone();
+            apply_fn_factory(http, move |io: TcpStream, http: &_| {
+                let peer = io.peer_addr().ok();
+                let admitted = match (&limits, peer) {
+                    (Some(limits), Some(peer)) => limits.admit(peer.ip()).map(Some),
+                    // No cap, or no address to count (not expected on TCP).
+                    _ => Some(None),
+                };
+                // Over the cap, `io` is dropped here: the connection is closed
+                // before anything is read from it.
+                let connection = admitted.map(|slot| {
+                    let io = HeadDeadline::new(io, request_timeout);
+                    (http.call((io, Protocol::Http1, peer)), slot)
+                });
+                async move {
+                    let Some((connection, slot)) = connection else {
+                        return Ok(());
+                    };
+                    let result = connection.await;
+                    drop(slot);
+                    result
+                }
+            })
+        })?
+        .run();
+    Ok(server)
+}
+
+/// The application: state, extractor settings, middleware and routes.
+fn app(
+    state: web::Data<AppState>,
+    request_timeout: Duration,
+) -> App<
+    impl ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<impl MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    let telemetry = state.telemetry.clone();
+    App::new()
+        .app_data(state)
+        .app_data(http::extract::json_config())
+        .app_data(http::extract::path_config())
+        // HEAD is routed as GET; innermost, so the log and the metrics
+        // still say HEAD.
+        .wrap(HeadAsGet)
+        // Inside DefaultHeaders and the logger, so its 408 gets the headers
+        // and a log line like any answer.
+        .wrap(BodyDeadline::new(request_timeout))
+        .wrap(
+            DefaultHeaders::new()
+                .add(("X-Content-Type-Options", "nosniff"))
+                .add(("Cache-Control", "no-store"))
+                .add(("Referrer-Policy", "no-referrer")),
+        )
+        .wrap(request_logger())
+        .wrap_fn(move |req, srv| {
+            // Request count and latency by method, route pattern and status.
+            let telemetry = telemetry.clone();
+            let start = Instant::now();
+            let method = req.method().clone();
+            let response = srv.call(req);
+            async move {
+                let response = response.await?;
+                telemetry.observe_request(
+                    method.as_str(),
+                    response.request().match_pattern().as_deref(),
+                    response.status().as_u16(),
+                    start.elapsed(),
+                );
+                Ok(response)
+            }
+        })
+        .configure(http::routes)
+        .default_service(web::to(http::not_found))
+}
+
+/// Raises this process's soft open-file limit (`RLIMIT_NOFILE`) to its hard
+/// limit, and logs what it got. Every connection is a file descriptor, and the
+/// usual soft default of 1024 is a few hundred slow clients away from
+/// refusing everyone; the hard limit is what the operator allowed. Called by
+/// `main` before serving (a process-wide setting, so not in `build`).
+pub fn raise_open_file_limit() {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => log::info!("open-file limit (RLIMIT_NOFILE): {limit}"),
+        Err(e) => log::warn!("cannot raise the open-file limit (RLIMIT_NOFILE): {e}"),
+    }
+}
+
 /// Keys, database, hasher, revocation set and services, ready to serve.
 async fn build_state(config: &Config, clock: SharedClock) -> anyhow::Result<AppState> {
     let secret = resolve_secret(config)?;
     let keys = Keyring::new(&secret, &config.jwt.previous_secrets);
-    let kid = keys.current().kid().to_owned();
-    let tokens = Arc::new(
-        AccessTokens::new(
-            keys,
-            &config.jwt.issuer,
-            &config.jwt.audience,
-            config.jwt.leeway,
-            config.jwt.access_ttl,
-        )
-        .with_clock(clock.clone()),
-    );
+    let mut tokens = AccessTokens::new(
+        keys,
+        &config.jwt.issuer,
+        &config.jwt.audience,
+        config.jwt.leeway,
+        config.jwt.access_ttl,
+    )
+    .with_clock(clock.clone());
+    if let Some(asymmetric) = resolve_asymmetric_keys(config)? {
+        tokens = tokens.with_asymmetric_keys(asymmetric);
+    }
+    let tokens = Arc::new(tokens);
+    let algorithm = tokens.algorithm();
+    let kid = tokens.current_kid().to_owned();
+    let other_keys = match config.jwt.algorithm {
+        JwtAlgorithm::Hs256 => config.jwt.previous_secrets.len(),
+        _ => tokens.public_keys().len().saturating_sub(1),
+    };
 
     let store = Store::connect(
         &config.database_url,
@@ -189,12 +321,11 @@ async fn build_state(config: &Config, clock: SharedClock) -> anyhow::Result<AppS
     ));
 
     log::info!(
-        "auth-api {} ready: listening on {}, database {}, key id {kid}, {} previous key(s), \
-         {} recent revocation(s) loaded",
+        "auth-api {} ready: listening on {}, database {}, {algorithm} key id {kid}, \
+         {other_keys} other accepted key(s), {} recent revocation(s) loaded",
         env!("CARGO_PKG_VERSION"),
         config.bind_addr,
         store.kind(),
-        config.jwt.previous_secrets.len(),
         revocations.len(),
     );
 
@@ -249,6 +380,65 @@ fn resolve_secret(config: &Config) -> anyhow::Result<SecretString> {
         );
     }
     Ok(secret)
+}
+
+/// ES256/EdDSA: the signing key (`JWT_PRIVATE_KEY_FILE`, or the key file in
+/// the data folder, created on first start) and the other accepted keys
+/// (`JWT_EXTRA_PUBLIC_KEY_FILES`). `None` with HS256. Errors name the
+/// variable, never a path or a key.
+fn resolve_asymmetric_keys(config: &Config) -> anyhow::Result<Option<AsymmetricKeys>> {
+    let alg = match config.jwt.algorithm {
+        JwtAlgorithm::Hs256 => return Ok(None),
+        JwtAlgorithm::Es256 => Algorithm::Es256,
+        JwtAlgorithm::EdDsa => Algorithm::EdDsa,
+    };
+    let read = |var: &'static str, path: &std::path::Path| {
+        std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::new(var, format!("cannot read the file ({})", e.kind())))
+    };
+    let signing = match &config.jwt.private_key_file {
+        Some(path) => {
+            let pem = read("JWT_PRIVATE_KEY_FILE", path)?;
+            SigningKey::from_pem(alg, &pem)
+                .map_err(|e| ConfigError::new("JWT_PRIVATE_KEY_FILE", e.to_string()))?
+        }
+        None => {
+            let dir = config.data_dir();
+            let (key, created) = load_or_create_signing_key_file(&dir, alg).with_context(|| {
+                format!(
+                    "cannot read or create the {alg} key file in {} (or set JWT_PRIVATE_KEY_FILE)",
+                    dir.display()
+                )
+            })?;
+            if created {
+                log::warn!(
+                    "JWT_PRIVATE_KEY_FILE is not set: generated a random {alg} key in {}/{} \
+                     (mode 0600). Back it up; set JWT_PRIVATE_KEY_FILE to manage the key yourself.",
+                    dir.display(),
+                    alg.key_file_name()
+                );
+            }
+            if config.database_kind() == "postgres" {
+                log::warn!(
+                    "JWT_PRIVATE_KEY_FILE is not set with PostgreSQL: every instance must sign \
+                     with one key (or accept the others'), so set JWT_PRIVATE_KEY_FILE on all of them"
+                );
+            }
+            key
+        }
+    };
+    let mut others = Vec::with_capacity(config.jwt.extra_public_key_files.len());
+    for (i, path) in config.jwt.extra_public_key_files.iter().enumerate() {
+        let var = "JWT_EXTRA_PUBLIC_KEY_FILES";
+        let pem = read(var, path)
+            .map_err(|e| ConfigError::new(var, format!("file {}: {}", i + 1, e.reason)))?;
+        let key = VerifyingKey::from_pem(alg, &pem)
+            .map_err(|e| ConfigError::new(var, format!("file {}: {e}", i + 1)))?;
+        others.push(key);
+    }
+    let keys = AsymmetricKeys::new(signing, others)
+        .map_err(|e| ConfigError::new("JWT_EXTRA_PUBLIC_KEY_FILES", e.to_string()))?;
+    Ok(Some(keys))
 }
 
 /// Background work: the revocation feed from other instances; forgetting

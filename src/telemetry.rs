@@ -18,6 +18,18 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use uuid::Uuid;
 
+/// Replay ages, in seconds: from just past a grace to a month.
+const REUSE_AGE_BUCKETS: [f64; 8] = [
+    120.0,
+    300.0,
+    900.0,
+    3600.0,
+    21_600.0,
+    86_400.0,
+    604_800.0,
+    2_592_000.0,
+];
+
 /// Latency buckets, in seconds: from a Bearer check (sub-millisecond) to a
 /// queued login (hundreds of milliseconds).
 const LATENCY_BUCKETS: [f64; 14] = [
@@ -87,6 +99,13 @@ pub struct Telemetry {
     revocations: Family<ReasonLabels, Counter>,
     password_changes: Counter,
     registrations: Counter,
+    /// How long after the session's latest rotation a spent refresh token was
+    /// replayed, when reuse was detected: minutes say a phone came back late,
+    /// days say a copied token.
+    reuse_replay_age: Histogram,
+    /// Connections closed at accept for being over `HTTP_MAX_CONNECTIONS_PER_IP`
+    /// (counted by [`crate::connections::ConnectionLimits`]).
+    pub connections_refused: Counter,
     /// Gauges read from their sources at scrape time.
     pub hashes_in_flight: Gauge,
     pub hashes_queued: Gauge,
@@ -113,6 +132,8 @@ impl Telemetry {
         let refreshes = Family::<OutcomeLabels, Counter>::default();
         let revocations = Family::<ReasonLabels, Counter>::default();
         let (password_changes, registrations) = (Counter::default(), Counter::default());
+        let reuse_replay_age = Histogram::new(REUSE_AGE_BUCKETS);
+        let connections_refused = Counter::default();
         let gauges: [Gauge; 6] = Default::default();
         registry.register(
             "http_requests",
@@ -141,6 +162,16 @@ impl Telemetry {
             password_changes.clone(),
         );
         registry.register("registrations", "Accounts created", registrations.clone());
+        registry.register(
+            "refresh_reuse_replay_age_seconds",
+            "When reuse was detected: seconds between the session's latest rotation and the replay",
+            reuse_replay_age.clone(),
+        );
+        registry.register(
+            "http_connections_refused",
+            "Connections closed at accept: their address held HTTP_MAX_CONNECTIONS_PER_IP already",
+            connections_refused.clone(),
+        );
         let [in_flight, queued, conns, idle, remembered, limiter] = gauges;
         registry.register(
             "password_hashes_in_flight",
@@ -181,6 +212,8 @@ impl Telemetry {
             revocations,
             password_changes,
             registrations,
+            reuse_replay_age,
+            connections_refused,
             hashes_in_flight: in_flight,
             hashes_queued: queued,
             db_connections: conns,
@@ -263,6 +296,8 @@ impl Telemetry {
         generations_behind: i64,
     ) {
         self.revoked_count(RevocationReason::reuse_detected, 1);
+        self.reuse_replay_age
+            .observe(since_latest_rotation.num_milliseconds() as f64 / 1000.0);
         log::warn!(
             "audit: refresh token reuse detected, session revoked user={user} session={session} \
              replayed_after={}s generations_behind={generations_behind}",
@@ -420,6 +455,11 @@ mod tests {
         );
         assert!(text.contains(r#"auth_logins_total{outcome="failure"} 1"#));
         assert!(text.contains(r#"auth_refreshes_total{outcome="reuse_detected"} 1"#));
+        assert!(
+            text.contains(r#"auth_refresh_reuse_replay_age_seconds_bucket{le="300.0"} 1"#),
+            "{text}"
+        );
+        assert!(text.contains(r#"auth_refresh_reuse_replay_age_seconds_bucket{le="120.0"} 0"#));
         assert!(text.contains(r#"auth_sessions_revoked_total{reason="logout_all"} 2"#));
         assert!(text.contains(r#"auth_sessions_revoked_total{reason="reuse_detected"} 1"#));
     }

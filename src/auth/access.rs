@@ -1,10 +1,13 @@
-//! Access tokens: HS256 JWTs, signed with the current key and verified with any
-//! accepted key, by signature and claims alone.
+//! Access tokens: JWTs signed with the current key and verified with any
+//! accepted key, by signature and claims alone. HS256 (the default) or, with
+//! [`AccessTokens::with_asymmetric_keys`], ES256 or EdDSA: one algorithm per
+//! service, and tokens of any other are refused.
 //!
-//! Signing uses `jsonwebtoken`. Verifying is the hot path of every protected
-//! request and is written out in [`AccessTokens::verify`] (see there why).
-//! Everything expensive (keys, the HMAC key state, the expected headers) is
-//! built once, at start.
+//! HS256 signing uses `jsonwebtoken`; ES256 and EdDSA sign and verify with
+//! `ring` (see [`super::asymmetric`]). Verifying is the hot path of every
+//! protected request and is written out in [`AccessTokens::verify`] (see there
+//! why). Everything expensive (keys, the HMAC key state, the expected headers)
+//! is built once, at start.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,6 +22,7 @@ use jsonwebtoken::{Algorithm, Header};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::asymmetric::{AsymmetricKeys, VerifyingKey};
 use super::keys::{Keyring, ServerKey};
 use crate::clock::{SharedClock, SystemClock};
 
@@ -139,7 +143,10 @@ pub fn looks_like_access_token(text: &str) -> bool {
 /// Issues and verifies access tokens.
 #[derive(Debug)]
 pub struct AccessTokens {
+    /// The HS256 keys; in every mode also the refresh-token MAC keys.
     keys: Keyring,
+    /// ES256/EdDSA: these keys sign and verify access tokens instead of `keys`.
+    asymmetric: Option<AsymmetricKeys>,
     issuer: String,
     audience: String,
     leeway: i64,
@@ -193,6 +200,23 @@ struct JoseHeader<'a> {
     crit: Option<serde::de::IgnoredAny>,
 }
 
+/// The header of an ES256/EdDSA token. Besides `crit`, the headers that carry
+/// or point to a key (`jwk`, `jku`, `x5u`, `x5c`) are refused outright: we
+/// never issue them, and a verifier that followed one would let the token
+/// choose its own key.
+#[derive(Deserialize)]
+struct AsymmetricHeader<'a> {
+    #[serde(borrow)]
+    alg: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    kid: Option<std::borrow::Cow<'a, str>>,
+    crit: Option<serde::de::IgnoredAny>,
+    jwk: Option<serde::de::IgnoredAny>,
+    jku: Option<serde::de::IgnoredAny>,
+    x5u: Option<serde::de::IgnoredAny>,
+    x5c: Option<serde::de::IgnoredAny>,
+}
+
 impl AccessTokens {
     pub fn new(
         keys: Keyring,
@@ -203,6 +227,7 @@ impl AccessTokens {
     ) -> Self {
         Self {
             keys,
+            asymmetric: None,
             issuer: issuer.to_owned(),
             audience: audience.to_owned(),
             leeway: i64::try_from(leeway.as_secs()).unwrap_or(i64::MAX),
@@ -218,8 +243,40 @@ impl AccessTokens {
         self
     }
 
+    /// Signs and verifies access tokens with these ES256/EdDSA keys instead
+    /// of the HS256 keys, and refuses HS256 tokens. The [`Keyring`] stays the
+    /// source of the refresh-token MAC keys.
+    pub fn with_asymmetric_keys(mut self, keys: AsymmetricKeys) -> Self {
+        self.asymmetric = Some(keys);
+        self
+    }
+
+    /// The HS256 keys, which are also the refresh-token MAC keys in every mode.
     pub fn keys(&self) -> &Keyring {
         &self.keys
+    }
+
+    /// The `alg` of the tokens issued and accepted.
+    pub fn algorithm(&self) -> &'static str {
+        self.asymmetric
+            .as_ref()
+            .map_or("HS256", |keys| keys.algorithm().name())
+    }
+
+    /// The `kid` of the key that signs new tokens.
+    pub fn current_kid(&self) -> &str {
+        match &self.asymmetric {
+            Some(keys) => keys.signing().public().kid(),
+            None => self.keys.current().kid(),
+        }
+    }
+
+    /// The public keys a verifier must accept (the current one first); none with HS256.
+    pub fn public_keys(&self) -> Vec<&VerifyingKey> {
+        self.asymmetric
+            .as_ref()
+            .map(|keys| keys.accepted().collect())
+            .unwrap_or_default()
     }
 
     /// The access-token lifetime.
@@ -248,10 +305,15 @@ impl AccessTokens {
             exp: iat.saturating_add(ttl),
             jti: Uuid::new_v4(),
         };
-        let key = self.keys.current();
-        let mut header = Header::new(Algorithm::HS256);
-        header.kid = Some(key.kid.clone());
-        let token = jsonwebtoken::encode(&header, &claims, &key.encoding)?;
+        let token = match &self.asymmetric {
+            None => {
+                let key = self.keys.current();
+                let mut header = Header::new(Algorithm::HS256);
+                header.kid = Some(key.kid.clone());
+                jsonwebtoken::encode(&header, &claims, &key.encoding)?
+            }
+            Some(keys) => sign_asymmetric(keys, &claims)?,
+        };
         Ok(IssuedToken {
             token,
             expires_in: self.ttl.as_secs(),
@@ -370,17 +432,22 @@ impl AccessTokens {
         ) else {
             return Err(TokenError::Malformed);
         };
-        let key = self.key_for(header)?;
+        let signing_input = &token.as_bytes()[..header.len() + 1 + payload.len()];
+        if let Some(keys) = &self.asymmetric {
+            verify_asymmetric(keys, header, signing_input, signature)?;
+        } else {
+            let key = self.key_for(header)?;
 
-        let mut tag = [0u8; 32];
-        match URL_SAFE_NO_PAD.decode_slice(signature, &mut tag) {
-            Ok(32) => {}
-            _ => return Err(TokenError::BadSignature),
+            let mut tag = [0u8; 32];
+            match URL_SAFE_NO_PAD.decode_slice(signature, &mut tag) {
+                Ok(32) => {}
+                _ => return Err(TokenError::BadSignature),
+            }
+            let mut mac = key.jwt_mac.clone();
+            mac.update(signing_input);
+            mac.verify_slice(&tag)
+                .map_err(|_| TokenError::BadSignature)?;
         }
-        let mut mac = key.jwt_mac.clone();
-        mac.update(&token.as_bytes()[..header.len() + 1 + payload.len()]);
-        mac.verify_slice(&tag)
-            .map_err(|_| TokenError::BadSignature)?;
 
         let json = URL_SAFE_NO_PAD
             .decode(payload)
@@ -401,6 +468,69 @@ impl AccessTokens {
         };
         self.check_times(&claims)?;
         Ok(claims)
+    }
+}
+
+/// `header.claims.signature` under the current ES256/EdDSA key. The header
+/// segment is the key's own, encoded once at start.
+fn sign_asymmetric(
+    keys: &AsymmetricKeys,
+    claims: &WireClaims<'_>,
+) -> Result<String, jsonwebtoken::errors::Error> {
+    let key = keys.signing();
+    let claims = serde_json::to_vec(claims)?;
+    let header = &key.public().header_segment;
+    let mut token = String::with_capacity(header.len() + claims.len() * 4 / 3 + 92);
+    token.push_str(header);
+    token.push('.');
+    URL_SAFE_NO_PAD.encode_string(claims, &mut token);
+    let signature = key.sign(token.as_bytes())?;
+    token.push('.');
+    URL_SAFE_NO_PAD.encode_string(signature.as_ref(), &mut token);
+    Ok(token)
+}
+
+/// The ES256/EdDSA counterpart of [`AccessTokens::key_for`] and the HMAC
+/// check: the header must name the configured algorithm and one of the
+/// accepted keys, with the same fast path on the exact header segment; the
+/// signature must be exactly 64 bytes and the key's.
+fn verify_asymmetric(
+    keys: &AsymmetricKeys,
+    header_segment: &str,
+    signing_input: &[u8],
+    signature: &str,
+) -> Result<(), TokenError> {
+    let key = match keys.accepted().find(|k| k.header_segment == header_segment) {
+        Some(key) => key,
+        None => {
+            let json = URL_SAFE_NO_PAD
+                .decode(header_segment)
+                .map_err(|_| TokenError::Malformed)?;
+            let header: AsymmetricHeader<'_> =
+                serde_json::from_slice(&json).map_err(|_| TokenError::Malformed)?;
+            let names_a_key = header.jwk.is_some()
+                || header.jku.is_some()
+                || header.x5u.is_some()
+                || header.x5c.is_some();
+            if header.alg != keys.algorithm().name() || header.crit.is_some() || names_a_key {
+                return Err(TokenError::Malformed);
+            }
+            header
+                .kid
+                .as_deref()
+                .and_then(|kid| keys.by_kid(kid))
+                .ok_or(TokenError::UnknownKey)?
+        }
+    };
+    let mut raw = [0u8; super::asymmetric::Algorithm::SIGNATURE_LEN];
+    match URL_SAFE_NO_PAD.decode_slice(signature, &mut raw) {
+        Ok(n) if n == raw.len() => {}
+        _ => return Err(TokenError::BadSignature),
+    }
+    if key.verify(signing_input, &raw) {
+        Ok(())
+    } else {
+        Err(TokenError::BadSignature)
     }
 }
 
@@ -575,6 +705,190 @@ mod properties {
             let tampered = String::from_utf8_lossy(&bytes).into_owned();
             prop_assume!(tampered != token);
             prop_assert!(t.verify(&tampered).is_err());
+        }
+    }
+}
+
+#[cfg(test)]
+mod asymmetric_tests {
+    use super::*;
+    use crate::auth::asymmetric::{Algorithm as Alg, SigningKey};
+    use secrecy::SecretString;
+
+    fn signing_key(alg: Alg) -> SigningKey {
+        SigningKey::from_pem(alg, &SigningKey::generate_pem(alg).unwrap()).unwrap()
+    }
+
+    fn public_of(key: &SigningKey) -> VerifyingKey {
+        let jwk = key.public().jwk();
+        let mut raw = Vec::new();
+        if let Some(y) = jwk.y {
+            raw.push(4);
+            raw.extend(URL_SAFE_NO_PAD.decode(jwk.x).unwrap());
+            raw.extend(URL_SAFE_NO_PAD.decode(y).unwrap());
+        } else {
+            raw.extend(URL_SAFE_NO_PAD.decode(jwk.x).unwrap());
+        }
+        VerifyingKey::from_public_bytes(key.public().algorithm(), &raw).unwrap()
+    }
+
+    fn tokens(key: SigningKey, others: Vec<VerifyingKey>) -> AccessTokens {
+        AccessTokens::new(
+            Keyring::new(&SecretString::from("h".repeat(32)), &[]),
+            "auth-api",
+            "mobile",
+            Duration::from_secs(30),
+            Duration::from_secs(900),
+        )
+        .with_asymmetric_keys(AsymmetricKeys::new(key, others).unwrap())
+    }
+
+    fn issue(t: &AccessTokens) -> String {
+        t.issue(Uuid::new_v4(), Uuid::new_v4(), Role::User, Utc::now())
+            .unwrap()
+            .token
+    }
+
+    fn header_of(token: &str) -> serde_json::Value {
+        let segment = token.split('.').next().unwrap();
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(segment).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn issued_tokens_verify_and_name_their_algorithm_and_kid() {
+        for alg in [Alg::Es256, Alg::EdDsa] {
+            let key = signing_key(alg);
+            let kid = key.public().kid().to_owned();
+            let t = tokens(key, vec![]);
+            let (user, session) = (Uuid::new_v4(), Uuid::new_v4());
+            let token = t
+                .issue(user, session, Role::Admin, Utc::now())
+                .unwrap()
+                .token;
+            assert_eq!(
+                header_of(&token),
+                serde_json::json!({"alg": alg.name(), "typ": "JWT", "kid": kid})
+            );
+            assert_eq!(t.algorithm(), alg.name());
+            assert_eq!(t.current_kid(), kid);
+            let claims = t.verify(&token).unwrap();
+            assert_eq!(
+                (claims.sub, claims.sid, claims.role),
+                (user, session, Role::Admin)
+            );
+            assert!(t.verify(&token).is_ok(), "from the cache");
+            let signature = URL_SAFE_NO_PAD
+                .decode(token.rsplit('.').next().unwrap())
+                .unwrap();
+            assert_eq!(signature.len(), 64);
+        }
+    }
+
+    #[test]
+    fn an_announced_key_is_accepted_before_it_signs() {
+        for alg in [Alg::Es256, Alg::EdDsa] {
+            let (old, new) = (signing_key(alg), signing_key(alg));
+            let announced_on_old = tokens(old, vec![public_of(&new)]);
+            let signing_with_new = tokens(new, vec![]);
+            let token = issue(&signing_with_new);
+            assert!(announced_on_old.verify(&token).is_ok());
+            assert_eq!(announced_on_old.public_keys().len(), 2);
+        }
+    }
+
+    #[test]
+    fn a_foreign_key_with_our_kid_is_refused() {
+        for alg in [Alg::Es256, Alg::EdDsa] {
+            let ours = tokens(signing_key(alg), vec![]);
+            let theirs = tokens(signing_key(alg), vec![]);
+            let token = issue(&theirs);
+            let forged = format!(
+                "{}.{}",
+                ours.public_keys()[0].header_segment,
+                token.split_once('.').unwrap().1
+            );
+            assert_eq!(ours.verify(&forged), Err(TokenError::BadSignature));
+            assert_eq!(ours.verify(&token), Err(TokenError::UnknownKey));
+        }
+    }
+
+    #[test]
+    fn hs256_tokens_are_refused_in_an_asymmetric_mode_and_the_reverse() {
+        let hs = AccessTokens::new(
+            Keyring::new(&SecretString::from("h".repeat(32)), &[]),
+            "auth-api",
+            "mobile",
+            Duration::from_secs(30),
+            Duration::from_secs(900),
+        );
+        for alg in [Alg::Es256, Alg::EdDsa] {
+            let asym = tokens(signing_key(alg), vec![]);
+            // Same JWT_SECRET on both: the HS256 token is still refused.
+            assert_eq!(asym.verify(&issue(&hs)), Err(TokenError::Malformed));
+            assert!(hs.verify(&issue(&asym)).is_err());
+        }
+        let es = tokens(signing_key(Alg::Es256), vec![]);
+        let ed = tokens(signing_key(Alg::EdDsa), vec![]);
+        assert!(es.verify(&issue(&ed)).is_err());
+        assert!(ed.verify(&issue(&es)).is_err());
+    }
+
+    #[test]
+    fn key_carrying_headers_are_refused_even_with_a_valid_signature() {
+        let key = signing_key(Alg::Es256);
+        let kid = key.public().kid().to_owned();
+        let t = tokens(key, vec![]);
+        let token = issue(&t);
+        let payload = token.split('.').nth(1).unwrap();
+        for extra in [
+            serde_json::json!({"jku": "https://evil.example/jwks.json"}),
+            serde_json::json!({"x5u": "https://evil.example/cert.pem"}),
+            serde_json::json!({"x5c": ["MIIB"]}),
+            serde_json::json!({"jwk": {"kty": "EC"}}),
+            serde_json::json!({"crit": ["exp"]}),
+        ] {
+            let mut header = serde_json::json!({"alg": "ES256", "typ": "JWT", "kid": kid});
+            header
+                .as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            let input = format!("{}.{payload}", URL_SAFE_NO_PAD.encode(header.to_string()));
+            let signature = t
+                .asymmetric
+                .as_ref()
+                .unwrap()
+                .signing()
+                .sign(input.as_bytes())
+                .unwrap();
+            let forged = format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature.as_ref()));
+            assert_eq!(t.verify(&forged), Err(TokenError::Malformed), "{extra}");
+        }
+        // The same header without them verifies: the refusal is the header's.
+        let header = serde_json::json!({"typ": "JWT", "alg": "ES256", "kid": kid});
+        let input = format!("{}.{payload}", URL_SAFE_NO_PAD.encode(header.to_string()));
+        let signature = t
+            .asymmetric
+            .as_ref()
+            .unwrap()
+            .signing()
+            .sign(input.as_bytes())
+            .unwrap();
+        let token = format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature.as_ref()));
+        assert!(t.verify(&token).is_ok());
+    }
+
+    #[test]
+    fn any_single_byte_change_breaks_an_asymmetric_token() {
+        for alg in [Alg::Es256, Alg::EdDsa] {
+            let t = tokens(signing_key(alg), vec![]);
+            let token = issue(&t);
+            assert!(t.verify(&token).is_ok());
+            for i in (0..token.len()).step_by(7) {
+                let mut bytes = token.clone().into_bytes();
+                bytes[i] = if bytes[i] == b'A' { b'B' } else { b'A' };
+                let tampered = String::from_utf8(bytes).unwrap();
+                assert!(t.verify(&tampered).is_err(), "{alg} byte {i}");
+            }
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Everything about credentials and tokens, with no knowledge of HTTP or of
 //! the database:
 //! - [`keys`]: the server keys, their `kid`, and the generated key file;
+//! - [`asymmetric`]: ES256 and EdDSA signing keys, their RFC 7638 `kid`, PEM files;
 //! - [`access`]: HS256 access tokens (issue, verify);
 //! - [`refresh`]: refresh tokens (mint, verify);
 //! - [`revocations`]: the in-memory set of recently revoked sessions;
@@ -8,6 +9,7 @@
 //! - [`credentials`]: email and password input rules.
 
 pub mod access;
+pub mod asymmetric;
 pub mod credentials;
 pub mod keys;
 pub mod password;

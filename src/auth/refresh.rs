@@ -42,6 +42,12 @@ fn mac(key: &ServerKey, session_id: Uuid, generation: i64) -> hmac::Hmac<sha2::S
 }
 
 /// The refresh token of `session_id` at `generation`, under the current key.
+///
+/// During a rolling rotation (README) two instances may have different
+/// current keys and so mint different strings for the same generation: both
+/// verify on every instance, and rotation decides on the generation, not the
+/// string, so a retry that reaches the other instance gets a working
+/// successor (not byte-identical to the first answer's).
 pub fn mint(keys: &Keyring, session_id: Uuid, generation: i64) -> String {
     let tag = mac(keys.current(), session_id, generation)
         .finalize()
@@ -143,6 +149,23 @@ mod tests {
         let old = "o".repeat(32);
         let token = mint(&ring(&old, &[]), Uuid::new_v4(), 0);
         assert!(verify(&ring(&"n".repeat(32), &[&old]), &token).is_some());
+    }
+
+    #[test]
+    fn during_a_rolling_rotation_each_instance_accepts_the_others_refresh_tokens() {
+        // Step 2 of the README's HS256 rotation, half done: one instance signs
+        // with the new secret, the other still with the old one and has the new
+        // one as previous (since step 1).
+        let (old, new) = ("o".repeat(32), "n".repeat(32));
+        let restarted = ring(&new, &[&old]);
+        let not_yet = ring(&old, &[&new]);
+        let id = Uuid::new_v4();
+        let from_restarted = mint(&restarted, id, 1);
+        let from_not_yet = mint(&not_yet, id, 2);
+        assert_eq!(verify(&not_yet, &from_restarted).unwrap().generation, 1);
+        assert_eq!(verify(&restarted, &from_not_yet).unwrap().generation, 2);
+        // Before step 1, the old instance would have refused the new key's tokens.
+        assert_eq!(verify(&ring(&old, &[]), &from_restarted), None);
     }
 }
 

@@ -31,7 +31,9 @@ pub struct RegisterRequest {
     /// the same password works); at least 8 characters (code points) and at
     /// most 1024 bytes; no composition rules; a common password is refused
     /// (`422 weak_password`).
-    #[schema(value_type = String, format = Password, example = "correct horse battery staple", min_length = 8, max_length = 1024)]
+    // No `min_length` in the schema: the 8 characters are counted after NFKC,
+    // which can lengthen a string (`¼` is three), so the raw length decides nothing.
+    #[schema(value_type = String, format = Password, example = "correct horse battery staple", max_length = 1024)]
     pub password: SecretStringField,
 }
 
@@ -122,7 +124,7 @@ pub struct ChangePasswordRequest {
     #[schema(value_type = String, format = Password)]
     pub current_password: SecretStringField,
     /// The same rules as at registration.
-    #[schema(value_type = String, format = Password, min_length = 8, max_length = 1024)]
+    #[schema(value_type = String, format = Password, max_length = 1024)]
     pub new_password: SecretStringField,
 }
 

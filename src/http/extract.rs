@@ -231,6 +231,9 @@ pub fn json_config() -> web::JsonConfig {
                 JsonPayloadError::OverflowKnownLength { .. }
                 | JsonPayloadError::Overflow { .. } => ApiError::PayloadTooLarge,
                 JsonPayloadError::ContentType => ApiError::UnsupportedMediaType,
+                JsonPayloadError::Payload(e) if super::deadline::is_deadline_error(&e) => {
+                    ApiError::RequestTimeout
+                }
                 JsonPayloadError::Deserialize(e) => {
                     ApiError::InvalidRequest(describe_json_error(&e))
                 }

@@ -6,9 +6,12 @@
 
 pub mod account;
 pub mod admin;
+pub mod deadline;
 pub mod docs;
 pub mod extract;
+pub mod head;
 pub mod health;
+pub mod keys;
 pub mod sessions;
 pub mod tokens;
 
@@ -53,11 +56,13 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     sessions::routes(cfg);
     admin::routes(cfg);
     health::routes(cfg);
+    keys::routes(cfg);
     docs::routes(cfg);
 }
 
 /// A resource that answers `405` with `Allow` (and a JSON body) for any method
-/// it does not serve, instead of actix's empty default.
+/// it does not serve, instead of actix's empty default. A `GET` resource
+/// answers `HEAD` too ([`head`]), and its `Allow` says so.
 pub(crate) fn resource(path: &str, allow: &'static str) -> actix_web::Resource {
     web::resource(path).default_service(web::to(move || async move {
         Err::<HttpResponse, _>(ApiError::MethodNotAllowed { allow })

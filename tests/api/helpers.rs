@@ -70,6 +70,9 @@ pub async fn spawn_app_with(vars: &[(&str, &str)]) -> TestApp {
         ("JWT_SECRET".into(), JWT_SECRET.into()),
         ("HTTP_WORKERS".into(), "1".into()),
         ("AUTH_RATE_LIMIT".into(), "0".into()),
+        // Every test client is 127.0.0.1, and the flood tests open hundreds
+        // of connections at once; the cap has its own tests (slow_clients).
+        ("HTTP_MAX_CONNECTIONS_PER_IP".into(), "100000".into()),
     ]);
     for (k, v) in vars {
         env.insert((*k).into(), (*v).into());

@@ -74,6 +74,21 @@ async fn metrics_count_requests_logins_refreshes_and_revocations_without_user_da
         ),
         1.0
     );
+    // The replay came 121 s after the rotation: past the grace, under 5 minutes.
+    assert_eq!(
+        value(
+            &text,
+            r#"auth_refresh_reuse_replay_age_seconds_bucket{le="120.0"}"#
+        ),
+        0.0
+    );
+    assert_eq!(
+        value(
+            &text,
+            r#"auth_refresh_reuse_replay_age_seconds_bucket{le="300.0"}"#
+        ),
+        1.0
+    );
     assert_eq!(
         value(&text, r#"auth_sessions_revoked_total{reason="logout"}"#),
         1.0

@@ -69,13 +69,25 @@ impl ServerProcess {
     /// Starts the binary with a clean environment plus `vars`, and waits until
     /// `/healthz` answers.
     pub async fn start(vars: &[(&str, &str)]) -> Self {
+        Self::start_command(Command::new(BIN), vars).await
+    }
+
+    /// As [`ServerProcess::start`], with the process's open-file limit (soft
+    /// and hard) set to `limit`, as a small container or a default shell gives.
+    pub async fn start_with_open_file_limit(limit: u32, vars: &[(&str, &str)]) -> Self {
+        let mut cmd = Command::new("/bin/sh");
+        cmd.args(["-c", r#"ulimit -n "$1" && exec "$0""#, BIN])
+            .arg(limit.to_string());
+        Self::start_command(cmd, vars).await
+    }
+
+    async fn start_command(mut cmd: Command, vars: &[(&str, &str)]) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap()
             .port();
         let log = tempfile::NamedTempFile::new().unwrap();
-        let mut cmd = Command::new(BIN);
         cmd.env_clear()
             .env("BIND_ADDR", format!("127.0.0.1:{port}"))
             .env("HTTP_WORKERS", "1")
