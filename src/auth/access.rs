@@ -681,6 +681,19 @@ mod properties {
         )
     }
 
+    /// One verifier per asymmetric mode, keys generated once per test process.
+    fn asymmetric_tokens() -> &'static [AccessTokens; 2] {
+        use crate::auth::asymmetric::{Algorithm, SigningKey};
+        static TOKENS: std::sync::LazyLock<[AccessTokens; 2]> = std::sync::LazyLock::new(|| {
+            [Algorithm::Es256, Algorithm::EdDsa].map(|alg| {
+                let pem = SigningKey::generate_pem(alg).expect("a key");
+                let key = SigningKey::from_pem(alg, &pem).expect("a key");
+                tokens().with_asymmetric_keys(AsymmetricKeys::new(key, Vec::new()).expect("keys"))
+            })
+        });
+        &TOKENS
+    }
+
     proptest! {
         #[test]
         fn arbitrary_text_never_verifies_and_never_panics(text in ".{0,600}") {
@@ -695,6 +708,32 @@ mod properties {
         ) {
             let token = format!("{header}.{payload}.{signature}");
             prop_assert!(tokens().verify(&token).is_err());
+        }
+
+        #[test]
+        fn arbitrary_three_part_tokens_never_verify_with_es256_or_eddsa(
+            header in "[A-Za-z0-9_-]{0,80}",
+            payload in "[A-Za-z0-9_-]{0,300}",
+            signature in "[A-Za-z0-9_-]{80,90}",
+        ) {
+            let token = format!("{header}.{payload}.{signature}");
+            for t in asymmetric_tokens() {
+                prop_assert!(t.verify(&token).is_err());
+            }
+        }
+
+        #[test]
+        fn any_single_byte_change_breaks_an_es256_or_eddsa_token(position in 0usize..1000, byte in any::<u8>()) {
+            for t in asymmetric_tokens() {
+                let token = t.issue(Uuid::new_v4(), Uuid::new_v4(), Role::User, Utc::now()).expect("signs").token;
+                let mut bytes = token.clone().into_bytes();
+                let i = position % bytes.len();
+                prop_assume!(bytes[i] != byte);
+                bytes[i] = byte;
+                let tampered = String::from_utf8_lossy(&bytes).into_owned();
+                prop_assume!(tampered != token);
+                prop_assert!(t.verify(&tampered).is_err());
+            }
         }
 
         #[test]
