@@ -606,6 +606,14 @@ export class AuthClient {
         await sleep(pause);
         continue;
       }
+      if (answer.status === 408) {
+        // The request stalled on the way and the server did nothing: as if never sent. Resend at
+        // once (the server closed that connection, so the resend gets a new one).
+        this.emit({ type: "not_sent", attempt, cause: "408 request_timeout" });
+        if (firstMaybeSpent === null && attempt >= 3) throw new OfflineError("offline: /refresh stalled");
+        this.giveUpIfLate(firstMaybeSpent, 0);
+        continue;
+      }
       if (answer.status === 401) {
         const body = answer.body as { error?: unknown; reason?: unknown } | null;
         if (body?.error === "invalid_grant") {
