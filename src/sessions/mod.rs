@@ -228,7 +228,7 @@ impl Sessions {
                     return Err(SessionError::Refused(RefreshRefusal::Superseded));
                 }
                 Decision::Reuse => {
-                    if self.store.revoke_session(session.id, now).await? {
+                    if self.store.revoke_session(session.id, now).await?.is_some() {
                         self.remember(&[session.id], now);
                         self.telemetry.reuse_detected(
                             session.user_id,
@@ -252,13 +252,13 @@ impl Sessions {
             return Ok(());
         };
         let now = self.now();
-        if self.store.revoke_session(presented.session_id, now).await? {
-            self.remember(&[presented.session_id], now);
-            self.telemetry.revoked(
+        if let Some(user) = self.store.revoke_session(presented.session_id, now).await? {
+            self.revoked(
+                &[presented.session_id],
+                now,
                 RevocationReason::logout,
                 None,
-                None,
-                &[presented.session_id],
+                user,
             );
         }
         Ok(())

@@ -128,12 +128,17 @@ impl Store {
         }
     }
 
-    /// Revokes one session; `false` if it was revoked already (or does not exist).
-    pub async fn revoke_session(&self, id: Uuid, now: DateTime<Utc>) -> Result<bool, StoreError> {
-        let sql = "UPDATE sessions SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL";
-        let rows = on_pool!(self, pool => sqlx::query(sql)
-            .bind(now).bind(id).execute(pool).await.map(|r| r.rows_affected()))?;
-        Ok(rows == 1)
+    /// Revokes one session; returns its user, or `None` if it was revoked
+    /// already (or does not exist).
+    pub async fn revoke_session(
+        &self,
+        id: Uuid,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Uuid>, StoreError> {
+        let sql = "UPDATE sessions SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL \
+                   RETURNING user_id";
+        Ok(on_pool!(self, pool => sqlx::query_scalar(sql)
+            .bind(now).bind(id).fetch_optional(pool).await)?)
     }
 
     /// Revokes one session if it is an active session of this user; `false` otherwise.

@@ -117,6 +117,11 @@ async fn no_password_token_or_secret_appears_in_debug_logs() {
     assert!(log.contains("DEBUG"), "logging ran at debug:\n{log}");
     assert!(log.contains("audit: login succeeded"), "{log}");
     assert!(log.contains("audit: refresh token reuse detected"), "{log}");
+    // How late the replay came, so an operator can tell a late phone from a thief.
+    assert!(
+        log.contains("replayed_after=") && log.contains("generations_behind=1"),
+        "{log}"
+    );
     // One audit line per security event, with ids.
     for event in [
         "audit: user registered user=",

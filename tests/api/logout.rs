@@ -134,3 +134,36 @@ async fn logout_with_an_access_token_is_a_400_that_says_to_send_the_refresh_toke
         StatusCode::UNAUTHORIZED
     );
 }
+
+#[tokio::test]
+async fn logout_with_a_spent_then_the_current_token_counts_one_revocation() {
+    let app = spawn_app().await;
+    let login = app.new_login().await;
+    let next = app.refresh_ok(&login).await;
+    // The spent token signs the session out; the current one then finds it ended.
+    assert_eq!(
+        app.logout(&login.refresh_token).await.status(),
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        app.logout(&next.refresh_token).await.status(),
+        StatusCode::NO_CONTENT
+    );
+    let text = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.contains(r#"auth_sessions_revoked_total{reason="logout"} 1"#),
+        "{text}"
+    );
+    assert_eq!(
+        app.me(&next.access_token).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+}
