@@ -348,8 +348,8 @@ impl Telemetry {
 
     /// A login whose password check passed, refused because the credential
     /// changed (password change, disable, deletion) before its session was opened.
+    /// Not counted here: the login handler counts it as the failed login it is.
     pub fn login_raced_credential_change(&self, user: Uuid) {
-        self.count_login(Outcome::failure);
         log::warn!("audit: login refused, the credential changed during the login user={user}");
     }
 

@@ -172,7 +172,7 @@ pub async fn change_password(
     let hash = state.hasher.hash(body.new_password.0).await?;
     state
         .sessions
-        .change_password(user.id, &hash, Some(claims.sid))
+        .change_password(&user, &hash, Some(claims.sid))
         .await?;
     Ok(HttpResponse::NoContent().finish())
 }

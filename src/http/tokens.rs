@@ -126,40 +126,63 @@ pub async fn login(
     // and get the same answer, so neither the body nor the timing tells which
     // emails have accounts.
     let email = normalize_email(&body.email);
-    let limit_key = email
-        .clone()
-        .unwrap_or_else(|| body.email.trim().to_lowercase());
-    // Charged before the password check so that guesses in flight count;
-    // given back below if this login succeeds.
-    let attempt = match state.limits.charge_email(&limit_key) {
+    // Malformed emails share one budget: they never have an account, and
+    // keying on them as typed would let a flood of distinct garbage grow the
+    // limiter without bound.
+    let limit_key = email.as_deref().unwrap_or(MALFORMED_EMAIL_KEY);
+    // Charged before the password check so that guesses in flight count.
+    let attempt = match state.limits.charge_email(limit_key) {
         Ok(attempt) => attempt,
         Err(retry) => {
             state.telemetry.login_rate_limited(client.ip, true);
             return Err(retry.into());
         }
     };
-    let user = match &email {
+    let device = Device {
+        name: device_name,
+        user_agent: client.user_agent,
+    };
+    match sign_in(&state, email.as_deref(), body.password.0, device).await {
+        // A wrong password (or a credential changed under the login) is a
+        // failure: the charge stays.
+        Err(ApiError::InvalidCredentials) => {
+            state.telemetry.login_failed(client.ip);
+            Err(ApiError::InvalidCredentials)
+        }
+        // A success never counts against its email, and neither does an
+        // attempt the service could not judge (a full hasher queue, a
+        // database outage): the user did nothing wrong.
+        result => {
+            attempt.refund();
+            result.map(token_response)
+        }
+    }
+}
+
+/// The budget key of every login attempt with a malformed email.
+// Never a normalised email: those have no whitespace.
+const MALFORMED_EMAIL_KEY: &str = "malformed email";
+
+/// Checks the password (one verify, even for unknown and malformed emails)
+/// and opens a session.
+async fn sign_in(
+    state: &AppState,
+    email: Option<&str>,
+    password: SecretString,
+    device: Device,
+) -> Result<TokenPair, ApiError> {
+    let user = match email {
         Some(email) => state.store.find_user_by_email(email).await?,
         None => None,
     };
     let verified = state
         .hasher
-        .verify(
-            body.password.0,
-            user.as_ref().map(|u| u.password_hash.clone()),
-        )
+        .verify(password, user.as_ref().map(|u| u.password_hash.clone()))
         .await?;
     let Some(user) = user.filter(|_| verified) else {
-        state.telemetry.login_failed(client.ip);
         return Err(ApiError::InvalidCredentials);
     };
-    let device = Device {
-        name: device_name,
-        user_agent: client.user_agent,
-    };
-    let pair = state.sessions.start(&user, device).await?;
-    attempt.refund();
-    Ok(token_response(pair))
+    Ok(state.sessions.start(&user, device).await?)
 }
 
 /// Rotate: spend the refresh token, answer a new pair.

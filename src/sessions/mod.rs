@@ -301,25 +301,31 @@ impl Sessions {
 
     /// Sets a new password hash and ends every session of the user but `keep`,
     /// in one transaction that also bumps the credential version, so a login
-    /// that checked the old password cannot open a session afterwards.
+    /// that checked the old password cannot open a session afterwards. `user`
+    /// is the row the current password was checked against: if its credential
+    /// changed since (another password change won the race),
+    /// [`SessionError::CredentialChanged`] and nothing is written.
     pub async fn change_password(
         &self,
-        user: Uuid,
+        user: &User,
         new_hash: &str,
         keep: Option<Uuid>,
     ) -> Result<(), SessionError> {
         let now = self.now();
-        let ended = self
+        let Some(ended) = self
             .store
-            .change_password(user, new_hash, keep, now)
-            .await?;
-        self.telemetry.password_changed(user);
+            .change_password(user.id, user.credential_version, new_hash, keep, now)
+            .await?
+        else {
+            return Err(SessionError::CredentialChanged);
+        };
+        self.telemetry.password_changed(user.id);
         self.revoked(
             &ended,
             now,
             RevocationReason::password_change,
-            Some(user),
-            user,
+            Some(user.id),
+            user.id,
         );
         Ok(())
     }

@@ -85,8 +85,12 @@ impl Store {
     }
 
     /// Stores a new password hash, bumps the credential version and revokes
-    /// every session of the user but `keep`, in one transaction. Returns the
-    /// sessions revoked.
+    /// every session of the user but `keep`, in one transaction, if the
+    /// credential version is still `seen` (the one read with the hash the
+    /// current password was checked against). Returns the sessions revoked,
+    /// or `None` if the credential changed meanwhile: two changes checked
+    /// against the same old password cannot both win, so an attacker who
+    /// knows it cannot overwrite the owner's change.
     ///
     /// The users row is written first: a login that checked the old password
     /// either waits on that row and then finds the version changed (its
@@ -95,23 +99,31 @@ impl Store {
     pub async fn change_password(
         &self,
         user_id: Uuid,
+        seen: i64,
         new_hash: &str,
         keep: Option<Uuid>,
         now: DateTime<Utc>,
-    ) -> Result<Vec<Uuid>, StoreError> {
+    ) -> Result<Option<Vec<Uuid>>, StoreError> {
         let update = "UPDATE users SET password_hash = $1, updated_at = $2, \
-                      credential_version = credential_version + 1 WHERE id = $3";
+                      credential_version = credential_version + 1 \
+                      WHERE id = $3 AND credential_version = $4";
         let revoke = "UPDATE sessions SET revoked_at = $1 \
                       WHERE user_id = $2 AND revoked_at IS NULL AND ($3 IS NULL OR id <> $3) \
                       RETURNING id";
         let revoked = on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
-            sqlx::query(update).bind(new_hash).bind(now).bind(user_id).execute(&mut *tx).await?;
+            let changed = sqlx::query(update)
+                .bind(new_hash).bind(now).bind(user_id).bind(seen)
+                .execute(&mut *tx).await?.rows_affected();
+            if changed != 1 {
+                // Dropping the transaction rolls it back; nothing was written.
+                return Ok(None);
+            }
             let ids: Vec<Uuid> = sqlx::query_scalar(revoke)
                 .bind(now).bind(user_id).bind(keep)
                 .fetch_all(&mut *tx).await?;
             tx.commit().await?;
-            Ok::<_, sqlx::Error>(ids)
+            Ok::<_, sqlx::Error>(Some(ids))
         })?;
         Ok(revoked)
     }
@@ -139,8 +151,10 @@ impl Store {
         normalize: impl Fn(&str) -> Option<String>,
     ) -> Result<EmailNormalization, StoreError> {
         let mut report = EmailNormalization::default();
+        // Oldest first: of two accounts that now normalise alike, the older
+        // keeps the address, whatever the table's physical order.
         let users: Vec<(Uuid, String)> = on_pool!(self, pool =>
-            sqlx::query_as("SELECT id, email FROM users").fetch_all(pool).await)?;
+            sqlx::query_as("SELECT id, email FROM users ORDER BY created_at, id").fetch_all(pool).await)?;
         for (id, email) in users {
             let Some(normal) = normalize(&email) else {
                 report.invalid.push(id);

@@ -171,3 +171,24 @@ async fn a_burst_of_guesses_in_flight_cannot_slip_past_the_email_limit() {
         .count();
     assert_eq!((checked, refused), (3, 17), "{statuses:?}");
 }
+
+#[tokio::test]
+async fn malformed_emails_share_one_budget() {
+    let app = spawn_app_with(&[("AUTH_RATE_LIMIT", "3"), ("TRUST_FORWARDED_FOR", "true")]).await;
+    // Distinct garbage does not buy distinct budgets (nor grow the limiter).
+    for i in 0..3 {
+        let response = login_from_ip(
+            &app,
+            &format!("198.51.100.{i}"),
+            &format!("garbage {i}"),
+            PASSWORD,
+        )
+        .await;
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    }
+    assert_too_many(login_from_ip(&app, "198.51.100.9", "other garbage", PASSWORD).await).await;
+    // Real accounts keep their own budgets.
+    let email = app.new_user().await;
+    let response = login_from_ip(&app, "198.51.100.10", &email, PASSWORD).await;
+    assert_eq!(response.status(), StatusCode::OK);
+}

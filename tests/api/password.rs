@@ -164,3 +164,59 @@ async fn no_login_that_raced_a_password_change_keeps_a_session() {
     assert_eq!(app.me(&owner.access_token).await.status(), StatusCode::OK);
     app.login_ok(&email, NEW_PASSWORD).await;
 }
+
+/// Two changes checked against the same old password (the owner's, and an
+/// attacker's who knows it) cannot both win: the second finds the credential
+/// changed and writes nothing.
+#[tokio::test]
+async fn of_two_racing_password_changes_exactly_one_wins() {
+    let app = spawn_app().await;
+    let owner = app.new_login().await;
+    let attacker = app.login_ok(&owner.email, PASSWORD).await;
+    let (a, b) = tokio::join!(
+        app.change_password(&owner.access_token, PASSWORD, "the owner's new passphrase"),
+        app.change_password(
+            &attacker.access_token,
+            PASSWORD,
+            "the attacker's passphrase"
+        ),
+    );
+    let statuses = [a.status(), b.status()];
+    let wins: Vec<bool> = statuses
+        .iter()
+        .map(|s| *s == StatusCode::NO_CONTENT)
+        .collect();
+    assert_eq!(
+        wins.iter().filter(|w| **w).count(),
+        1,
+        "exactly one change wins: {statuses:?}"
+    );
+    let loser = if wins[0] { b } else { a };
+    assert_error(loser, StatusCode::UNAUTHORIZED, "invalid_credentials").await;
+    // Only the winner's password signs in, and only the winner's session lives.
+    let (winner_password, other_password, winner, other) = if wins[0] {
+        (
+            "the owner's new passphrase",
+            "the attacker's passphrase",
+            &owner,
+            &attacker,
+        )
+    } else {
+        (
+            "the attacker's passphrase",
+            "the owner's new passphrase",
+            &attacker,
+            &owner,
+        )
+    };
+    app.login_ok(&owner.email, winner_password).await;
+    assert_eq!(
+        app.login(&owner.email, other_password).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(app.me(&winner.access_token).await.status(), StatusCode::OK);
+    assert_eq!(
+        app.me(&other.access_token).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+}
