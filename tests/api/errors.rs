@@ -251,15 +251,7 @@ async fn head_is_answered_wherever_get_is() {
     let (status, _) = head_like_get(&app, "/sessions", Some(&login.access_token)).await;
     assert_eq!(status, StatusCode::OK);
     // The metrics (and the access log) still say HEAD.
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = crate::metrics::scrape(&app).await;
     assert!(
         metrics.contains(r#"method="HEAD",route="/healthz",status="200""#),
         "{metrics}"

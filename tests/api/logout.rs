@@ -149,15 +149,7 @@ async fn logout_with_a_spent_then_the_current_token_counts_one_revocation() {
         app.logout(&next.refresh_token).await.status(),
         StatusCode::NO_CONTENT
     );
-    let text = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = crate::metrics::scrape(&app).await;
     assert!(
         text.contains(r#"auth_sessions_revoked_total{reason="logout"} 1"#),
         "{text}"

@@ -5,7 +5,8 @@ use reqwest::StatusCode;
 
 use crate::helpers::{PASSWORD, TestApp, spawn_app, spawn_app_with};
 
-async fn scrape(app: &TestApp) -> String {
+/// The `/metrics` text (asserting it is served as OpenMetrics).
+pub async fn scrape(app: &TestApp) -> String {
     let response = app.client.get(app.url("/metrics")).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     let content_type = response.headers()["content-type"]
