@@ -245,12 +245,29 @@ fn app(
             let response = srv.call(req);
             async move {
                 let response = response.await?;
+                let pattern = response.request().match_pattern();
                 telemetry.observe_request(
                     method.as_str(),
-                    response.request().match_pattern().as_deref(),
+                    pattern.as_deref(),
                     response.status().as_u16(),
                     start.elapsed(),
                 );
+                // Every error code must be one its route documents (the
+                // generated clients' enums); one that is not is a bug to fix
+                // in the route list (src/http/routes.rs).
+                if let Some(code) = response
+                    .response()
+                    .error()
+                    .and_then(|e| e.as_error::<crate::error::ApiError>())
+                    .map(crate::error::ApiError::code)
+                    && !http::routes::may_answer(method.as_str(), pattern.as_deref(), code)
+                {
+                    telemetry.undocumented_errors.inc();
+                    log::error!(
+                        "undocumented error code {code} answered to {method} {}: add it to the route's errors",
+                        pattern.as_deref().unwrap_or("(unmatched)")
+                    );
+                }
                 Ok(response)
             }
         })

@@ -106,6 +106,9 @@ pub struct Telemetry {
     /// Connections closed at accept for being over `HTTP_MAX_CONNECTIONS_PER_IP`
     /// (counted by [`crate::connections::ConnectionLimits`]).
     pub connections_refused: Counter,
+    /// Error answers whose code their route does not document: a bug, always
+    /// zero (the tests and the contract run check it).
+    pub undocumented_errors: Counter,
     /// Gauges read from their sources at scrape time.
     pub hashes_in_flight: Gauge,
     pub hashes_queued: Gauge,
@@ -134,6 +137,7 @@ impl Telemetry {
         let (password_changes, registrations) = (Counter::default(), Counter::default());
         let reuse_replay_age = Histogram::new(REUSE_AGE_BUCKETS);
         let connections_refused = Counter::default();
+        let undocumented_errors = Counter::default();
         let gauges: [Gauge; 6] = Default::default();
         registry.register(
             "http_requests",
@@ -171,6 +175,11 @@ impl Telemetry {
             "http_connections_refused",
             "Connections closed at accept: their address held HTTP_MAX_CONNECTIONS_PER_IP already",
             connections_refused.clone(),
+        );
+        registry.register(
+            "undocumented_errors",
+            "Error answers whose code the OpenAPI document does not list for their route (a bug)",
+            undocumented_errors.clone(),
         );
         let [in_flight, queued, conns, idle, remembered, limiter] = gauges;
         registry.register(
@@ -214,6 +223,7 @@ impl Telemetry {
             registrations,
             reuse_replay_age,
             connections_refused,
+            undocumented_errors,
             hashes_in_flight: in_flight,
             hashes_queued: queued,
             db_connections: conns,
@@ -380,32 +390,8 @@ fn method_label(method: &str) -> &'static str {
     }
 }
 
-/// Every route pattern the service serves, as static labels.
-const ROUTES: [&str; 17] = [
-    "/register",
-    "/login",
-    "/refresh",
-    "/logout",
-    "/logout-all",
-    "/me",
-    "/sessions",
-    "/sessions/{id}",
-    "/password",
-    "/admin/users/{id}/revoke-sessions",
-    "/healthz",
-    "/readyz",
-    "/metrics",
-    "/openapi.json",
-    "/docs",
-    "/docs/{file:.*}",
-    "unmatched",
-];
-
 fn route_label(pattern: Option<&str>) -> &'static str {
-    pattern
-        .and_then(|p| ROUTES.iter().find(|r| **r == p))
-        .copied()
-        .unwrap_or("unmatched")
+    crate::http::routes::label(pattern)
 }
 
 #[cfg(test)]

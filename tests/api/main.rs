@@ -6,6 +6,7 @@
 mod admin;
 mod bearer;
 mod cli;
+mod contract;
 mod docs;
 mod errors;
 mod flaky;
