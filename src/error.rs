@@ -211,6 +211,9 @@ pub enum ApiError {
     InvalidRequest(String),
     #[error("not found")]
     NotFound,
+    /// A path no route matches but a route would without its trailing slash.
+    #[error("no such path; did you mean {0} (without the trailing slash)?")]
+    NotFoundDidYouMean(&'static str),
     /// `allow` names the methods the resource serves; the `Allow` header
     /// adds `HEAD` wherever it lists `GET`, since HEAD is answered wherever
     /// GET is (API.md; `crate::http::head`).
@@ -238,11 +241,25 @@ pub enum ApiError {
     WeakPassword(WeakPassword),
     #[error("the email or password is wrong")]
     InvalidCredentials,
+    /// `invalid_credentials` where only a password was sent (`/password`).
+    #[error("the current password is wrong")]
+    WrongPassword,
     #[error("{}", refusal_message(*.0))]
     InvalidGrant(RefreshRefusal),
+    /// `invalid_grant` with reason `invalid` for a mistake of the app the
+    /// message can name (an access token sent as the refresh token, a token
+    /// in quotes): nothing was looked up.
+    #[error("{0}")]
+    RefreshTokenMistake(&'static str),
 
     #[error("an access token is required (Authorization: Bearer <token>)")]
     MissingToken,
+    /// An `Authorization` header of another scheme, or a bare token: still
+    /// `missing_token` (RFC 6750 §3.1: no Bearer credentials were sent), with
+    /// a message that says what was wrong. `scheme` is named only when it is a
+    /// short word (never a token sent without a scheme).
+    #[error("{}", not_bearer_message(.scheme.as_deref()))]
+    NotBearer { scheme: Option<String> },
     #[error("{0}")]
     InvalidToken(TokenError),
     #[error("this action needs the admin role")]
@@ -254,7 +271,7 @@ impl ApiError {
     pub fn code(&self) -> ErrorCode {
         match self {
             ApiError::InvalidRequest(_) => ErrorCode::InvalidRequest,
-            ApiError::NotFound => ErrorCode::NotFound,
+            ApiError::NotFound | ApiError::NotFoundDidYouMean(_) => ErrorCode::NotFound,
             ApiError::MethodNotAllowed { .. } => ErrorCode::MethodNotAllowed,
             ApiError::PayloadTooLarge => ErrorCode::PayloadTooLarge,
             ApiError::UnsupportedMediaType => ErrorCode::UnsupportedMediaType,
@@ -265,9 +282,9 @@ impl ApiError {
             ApiError::EmailTaken => ErrorCode::EmailTaken,
             ApiError::InvalidEmail => ErrorCode::InvalidEmail,
             ApiError::WeakPassword(_) => ErrorCode::WeakPassword,
-            ApiError::InvalidCredentials => ErrorCode::InvalidCredentials,
-            ApiError::InvalidGrant(_) => ErrorCode::InvalidGrant,
-            ApiError::MissingToken => ErrorCode::MissingToken,
+            ApiError::InvalidCredentials | ApiError::WrongPassword => ErrorCode::InvalidCredentials,
+            ApiError::InvalidGrant(_) | ApiError::RefreshTokenMistake(_) => ErrorCode::InvalidGrant,
+            ApiError::MissingToken | ApiError::NotBearer { .. } => ErrorCode::MissingToken,
             ApiError::InvalidToken(_) => ErrorCode::InvalidToken,
             ApiError::InsufficientRole => ErrorCode::InsufficientRole,
         }
@@ -318,7 +335,7 @@ impl ResponseError for ApiError {
             ApiError::TooManyRequests { retry_after } | ApiError::Unavailable { retry_after } => {
                 response.insert_header((header::RETRY_AFTER, retry_after.to_string()));
             }
-            ApiError::MissingToken => {
+            ApiError::MissingToken | ApiError::NotBearer { .. } => {
                 // RFC 6750 §3.1: no error code when the request had no credentials.
                 response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
             }
@@ -344,6 +361,7 @@ impl ResponseError for ApiError {
         };
         let reason = match self {
             ApiError::InvalidGrant(refusal) => Some(refusal.as_str()),
+            ApiError::RefreshTokenMistake(_) => Some(RefreshRefusal::Invalid.as_str()),
             _ => None,
         };
         response.json(ErrorBody {
@@ -393,6 +411,18 @@ impl From<SessionError> for ApiError {
             SessionError::Store(e) => e.into(),
             SessionError::Signing(e) => e.into(),
         }
+    }
+}
+
+fn not_bearer_message(scheme: Option<&str>) -> String {
+    match scheme {
+        Some(scheme) => format!(
+            "no Bearer token: this Authorization header uses the {scheme} scheme; \
+             send the access token as `Authorization: Bearer <token>`"
+        ),
+        None => "no Bearer token: the Authorization header must be `Bearer <token>` \
+                 (the word Bearer, a space, then the access token)"
+            .to_owned(),
     }
 }
 
@@ -547,6 +577,21 @@ mod tests {
                 "invalid_token",
             ),
             (ApiError::InsufficientRole, 403, "insufficient_role"),
+            // Mistakes named in the message keep the contract's code.
+            (ApiError::NotFoundDidYouMean("/login"), 404, "not_found"),
+            (ApiError::WrongPassword, 401, "invalid_credentials"),
+            (
+                ApiError::RefreshTokenMistake("an access token"),
+                401,
+                "invalid_grant",
+            ),
+            (
+                ApiError::NotBearer {
+                    scheme: Some("Token".into()),
+                },
+                401,
+                "missing_token",
+            ),
         ] {
             let (got, body) = body_of(err);
             assert_eq!(got.as_u16(), status, "{code}");

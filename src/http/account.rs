@@ -149,7 +149,7 @@ pub async fn change_password(
         .await?;
     let Some(user) = user.filter(|_| verified) else {
         state.telemetry.password_change_refused(claims.sub);
-        return Err(ApiError::InvalidCredentials);
+        return Err(ApiError::WrongPassword);
     };
     check_password_policy(body.new_password.0.expose_secret())?;
     let hash = state.hasher.hash(body.new_password.0).await?;

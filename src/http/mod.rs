@@ -95,7 +95,12 @@ pub(crate) fn resource(path: &str, allow: String) -> actix_web::Resource {
     }))
 }
 
-/// The answer for a path no route matches.
-pub async fn not_found() -> Result<HttpResponse, ApiError> {
-    Err(ApiError::NotFound)
+/// The answer for a path no route matches; when the path without its
+/// trailing slash is a route, the message says so.
+pub async fn not_found(req: actix_web::HttpRequest) -> Result<HttpResponse, ApiError> {
+    let without_slash = req.path().strip_suffix('/').filter(|p| !p.is_empty());
+    match without_slash.and_then(|path| routes::ROUTES.iter().find(|r| r.path == path)) {
+        Some(route) => Err(ApiError::NotFoundDidYouMean(route.path)),
+        None => Err(ApiError::NotFound),
+    }
 }

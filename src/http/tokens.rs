@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use super::AppState;
 use super::extract::{Authenticated, ClientInfo, JsonObject};
-use crate::auth::access::looks_like_access_token;
+use crate::auth::access::{is_wrapped_token, looks_like_access_token};
 use crate::auth::credentials::{check_device_name, normalize_email};
 use crate::error::ApiError;
 use crate::sessions::{Device, TokenPair};
@@ -194,10 +194,20 @@ pub async fn refresh(
     state: web::Data<AppState>,
     body: JsonObject<RefreshRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let pair = state
-        .sessions
-        .rotate(body.0.refresh_token.0.expose_secret())
-        .await?;
+    let token = body.0.refresh_token.0;
+    // Mistakes an app can fix, named (still `invalid_grant`, reason
+    // `invalid`): nothing is looked up, nothing revoked.
+    if looks_like_access_token(token.expose_secret()) {
+        return Err(ApiError::RefreshTokenMistake(
+            "refresh_token holds an access token; send the refresh_token of the /login or /refresh answer",
+        ));
+    }
+    if is_wrapped_token(token.expose_secret()) {
+        return Err(ApiError::RefreshTokenMistake(
+            "the refresh token is wrapped in quotes or whitespace; send it alone, as issued",
+        ));
+    }
+    let pair = state.sessions.rotate(token.expose_secret()).await?;
     Ok(token_response(pair))
 }
 
