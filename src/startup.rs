@@ -385,7 +385,8 @@ fn resolve_secret(config: &Config) -> anyhow::Result<SecretString> {
     if created {
         log::warn!(
             "JWT_SECRET is not set: generated a random key in {}/{} (mode 0600). \
-             Back it up with the database; set JWT_SECRET to manage the key yourself.",
+             Back it up, apart from the database backups (a database copy alone must not \
+             be able to mint or refresh tokens); set JWT_SECRET to manage the key yourself.",
             dir.display(),
             crate::auth::keys::KEY_FILE_NAME
         );
@@ -430,7 +431,8 @@ fn resolve_asymmetric_keys(config: &Config) -> anyhow::Result<Option<AsymmetricK
             if created {
                 log::warn!(
                     "JWT_PRIVATE_KEY_FILE is not set: generated a random {alg} key in {}/{} \
-                     (mode 0600). Back it up; set JWT_PRIVATE_KEY_FILE to manage the key yourself.",
+                     (mode 0600). Back it up, apart from the database backups; set JWT_PRIVATE_KEY_FILE \
+                     to manage the key yourself.",
                     dir.display(),
                     alg.key_file_name()
                 );
