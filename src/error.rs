@@ -313,10 +313,13 @@ impl ResponseError for ApiError {
                 chain.push_str(&cause.to_string());
                 source = cause.source();
             }
-            if let ApiError::Internal(e) = self {
-                log::error!("{status} {}: {e:#}", self.code());
-            } else {
-                log::warn!("{status} {}{chain}", self.code());
+            match self {
+                ApiError::Internal(e) => log::error!("{status} {}: {e:#}", self.code()),
+                // A 503's cause is logged where it is known, once per outage
+                // ([`log_outage`], the readiness probe); a full hasher queue
+                // shows in the metrics. A line per refused request would bury it.
+                ApiError::Unavailable { .. } => {}
+                _ => log::warn!("{status} {}{chain}", self.code()),
             }
         }
         let mut response = HttpResponse::build(status);
@@ -393,11 +396,58 @@ impl From<StoreError> for ApiError {
         match err {
             StoreError::EmailTaken => ApiError::EmailTaken,
             StoreError::Unavailable(e) => {
-                log::warn!("database unavailable: {e}");
+                log_outage(&e);
                 ApiError::unavailable()
             }
             StoreError::Other(e) => ApiError::Internal(anyhow::Error::new(e).context("database")),
         }
+    }
+}
+
+/// An error and its causes, `: `-separated, for a log line (a `Display`
+/// alone often says only "database unavailable").
+pub fn with_causes(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// Seconds between two lines about one database outage.
+const OUTAGE_LOG_EVERY_SECS: u64 = 60;
+
+/// Logs a database outage once, with its cause, then at most once a minute
+/// while it lasts, with how many requests were refused meanwhile: every
+/// request of an outage fails the same way, and a line each would flood the
+/// log with one cause.
+fn log_outage(cause: &dyn std::fmt::Display) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static LAST_LINE: AtomicU64 = AtomicU64::new(0);
+    static REFUSED_SINCE: AtomicU64 = AtomicU64::new(0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let last = LAST_LINE.load(Ordering::Relaxed);
+    if now.saturating_sub(last) >= OUTAGE_LOG_EVERY_SECS
+        && LAST_LINE
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+    {
+        let refused = REFUSED_SINCE.swap(0, Ordering::Relaxed);
+        if refused == 0 {
+            log::warn!("database unavailable, answering 503 unavailable: {cause}");
+        } else {
+            log::warn!(
+                "database unavailable, answering 503 unavailable \
+                 ({refused} more request(s) refused since the last line): {cause}"
+            );
+        }
+    } else {
+        REFUSED_SINCE.fetch_add(1, Ordering::Relaxed);
     }
 }
 

@@ -32,6 +32,7 @@ use crate::config::{Config, ConfigError, JwtAlgorithm};
 use crate::connections::ConnectionLimits;
 use crate::http::deadline::{BodyDeadline, HeadDeadline};
 use crate::http::head::HeadAsGet;
+use crate::http::request_id::RequestIds;
 use crate::http::{self, AppState};
 use crate::sessions::Sessions;
 use crate::store::{PoolSettings, Store};
@@ -220,6 +221,7 @@ fn app(
     >,
 > {
     let telemetry = state.telemetry.clone();
+    let trust_forwarded_for = state.trust_forwarded_for;
     App::new()
         .app_data(state)
         .app_data(http::extract::json_config())
@@ -270,6 +272,11 @@ fn app(
                 }
                 Ok(response)
             }
+        })
+        // Outermost: every line the request causes, the access line
+        // included, carries its id.
+        .wrap(RequestIds {
+            trust_incoming: trust_forwarded_for,
         })
         .configure(http::routes)
         .default_service(web::to(http::not_found))
@@ -490,7 +497,10 @@ fn spawn_housekeeping(state: Arc<AppState>, keep_revocations_for: Duration) -> V
             match state.sessions.delete_ended(CLEANUP_BATCH).await {
                 Ok(0) => {}
                 Ok(n) => log::info!("housekeeping: deleted {n} ended session(s)"),
-                Err(e) => log::warn!("housekeeping: cannot delete ended sessions: {e}"),
+                Err(e) => log::warn!(
+                    "housekeeping: cannot delete ended sessions: {}",
+                    crate::error::with_causes(&e)
+                ),
             }
         }
     });
@@ -501,7 +511,7 @@ fn spawn_housekeeping(state: Arc<AppState>, keep_revocations_for: Duration) -> V
 /// Never headers (the `Authorization` header is a credential), never bodies,
 /// never the query string.
 fn request_logger() -> Logger {
-    Logger::new("%a %{method}xi %{route}xi %s %b %Dms")
+    Logger::new("%a %{method}xi %{route}xi %s %b %Dms request_id=%{x-request-id}i")
         .custom_request_replace("method", |req| req.method().to_string())
         .custom_request_replace("route", |req| {
             req.match_pattern().unwrap_or_else(|| "-".to_owned())

@@ -12,6 +12,7 @@ pub mod extract;
 pub mod head;
 pub mod health;
 pub mod keys;
+pub mod request_id;
 pub mod routes;
 pub mod sessions;
 pub mod tokens;

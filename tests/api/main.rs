@@ -22,6 +22,7 @@ mod leaks;
 mod limits;
 mod login;
 mod logout;
+mod logs;
 mod messages;
 mod metrics;
 mod outage;
