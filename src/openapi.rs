@@ -199,13 +199,19 @@ fn response_name(codes: &[ErrorCode]) -> String {
         .join("Or")
 }
 
-/// The response for one set of codes, its schema (`<name>Error`) added to `schemas`.
+/// The response for one set of codes, its schema (`<name>Error`, or `Error`
+/// for the default answer) added to `schemas`.
 fn error_response(
     name: &str,
     codes: &[ErrorCode],
     schemas: &mut BTreeMap<String, RefOr<Schema>>,
 ) -> Response {
-    let schema_name = format!("{name}Error");
+    // `InvalidEmailOrWeakPasswordError`; the default answer's is plain `Error`.
+    let schema_name = if name == "Error" {
+        name.to_owned()
+    } else {
+        format!("{name}Error")
+    };
     schemas.insert(schema_name.clone(), RefOr::T(error_schema(codes)));
     let mut description = if codes.len() == 1 {
         codes[0].meaning().to_owned()

@@ -63,7 +63,7 @@ export function passwordRefused(body: ErrorOf<"/password", "post", 401>): string
 }
 
 // Every code of the API (the `default` answer of every operation).
-export function anyError(code: components["schemas"]["ErrorError"]["error"]): number {
+export function anyError(code: components["schemas"]["Error"]["error"]): number {
   switch (code) {
     case "internal_error":
       return 500;
