@@ -163,7 +163,9 @@ impl ErrorCode {
             ErrorCode::UnsupportedMediaType => {
                 "`unsupported_media_type`: the body is not `application/json`"
             }
-            ErrorCode::InvalidEmail => "`invalid_email`: not one email address (one `@`, a dotted domain, at most 254 bytes, nothing invisible)",
+            ErrorCode::InvalidEmail => {
+                "`invalid_email`: not one email address (one `@`, a dotted domain, at most 254 bytes, nothing invisible)"
+            }
             ErrorCode::WeakPassword => {
                 "`weak_password`: under 8 characters, over 1024 bytes, or too common"
             }

@@ -17,7 +17,7 @@ use crate::auth::access::{is_wrapped_token, looks_like_access_token};
 use crate::auth::credentials::{check_device_name, normalize_email};
 use crate::error::ApiError;
 use crate::sessions::{Device, TokenPair};
-use crate::telemetry::RevocationReason;
+use crate::telemetry::{Outcome, RevocationReason};
 
 pub use crate::auth::credentials::MAX_DEVICE_NAME_CHARS;
 
@@ -197,15 +197,19 @@ pub async fn refresh(
     let token = body.0.refresh_token.0;
     // Mistakes an app can fix, named (still `invalid_grant`, reason
     // `invalid`): nothing is looked up, nothing revoked.
-    if looks_like_access_token(token.expose_secret()) {
-        return Err(ApiError::RefreshTokenMistake(
+    let mistake = if looks_like_access_token(token.expose_secret()) {
+        Some(
             "refresh_token holds an access token; send the refresh_token of the /login or /refresh answer",
-        ));
-    }
-    if is_wrapped_token(token.expose_secret()) {
-        return Err(ApiError::RefreshTokenMistake(
-            "the refresh token is wrapped in quotes or whitespace; send it alone, as issued",
-        ));
+        )
+    } else if is_wrapped_token(token.expose_secret()) {
+        Some("the refresh token is wrapped in quotes or whitespace; send it alone, as issued")
+    } else {
+        None
+    };
+    if let Some(mistake) = mistake {
+        // Counted like any invalid token the service looked up.
+        state.telemetry.refreshed(Outcome::invalid);
+        return Err(ApiError::RefreshTokenMistake(mistake));
     }
     let pair = state.sessions.rotate(token.expose_secret()).await?;
     Ok(token_response(pair))
