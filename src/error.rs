@@ -11,6 +11,7 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
+use crate::accounts::AccountError;
 use crate::auth::credentials::{DeviceNameError, WeakPassword};
 use crate::auth::{HashError, TokenError};
 use crate::sessions::{RefreshRefusal, SessionError};
@@ -70,6 +71,12 @@ pub enum ApiError {
     InvalidCredentials,
     #[error("{}", refusal_message(*.0))]
     InvalidGrant(RefreshRefusal),
+    #[error("the code or link is not valid: wrong, used, expired or replaced by a newer mail")]
+    InvalidCode,
+    #[error("the email address is not verified; a new verification mail was sent")]
+    EmailNotVerified,
+    #[error("this account is disabled")]
+    AccountDisabled,
 
     #[error("an access token is required (Authorization: Bearer <token>)")]
     MissingToken,
@@ -97,6 +104,9 @@ impl ApiError {
             ApiError::WeakPassword(_) => "weak_password",
             ApiError::InvalidCredentials => "invalid_credentials",
             ApiError::InvalidGrant(_) => "invalid_grant",
+            ApiError::InvalidCode => "invalid_code",
+            ApiError::EmailNotVerified => "email_not_verified",
+            ApiError::AccountDisabled => "account_disabled",
             ApiError::MissingToken => "missing_token",
             ApiError::InvalidToken(_) => "invalid_token",
             ApiError::InsufficientRole => "insufficient_role",
@@ -113,7 +123,7 @@ impl ApiError {
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
-            ApiError::InvalidRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::InvalidRequest(_) | ApiError::InvalidCode => StatusCode::BAD_REQUEST,
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -128,7 +138,9 @@ impl ResponseError for ApiError {
             | ApiError::InvalidGrant(_)
             | ApiError::MissingToken
             | ApiError::InvalidToken(_) => StatusCode::UNAUTHORIZED,
-            ApiError::InsufficientRole => StatusCode::FORBIDDEN,
+            ApiError::InsufficientRole | ApiError::EmailNotVerified | ApiError::AccountDisabled => {
+                StatusCode::FORBIDDEN
+            }
         }
     }
 
@@ -242,6 +254,32 @@ impl From<SessionError> for ApiError {
         }
     }
 }
+
+impl From<AccountError> for ApiError {
+    fn from(err: AccountError) -> Self {
+        match err {
+            AccountError::InvalidCode => ApiError::InvalidCode,
+            AccountError::EmailNotVerified => ApiError::EmailNotVerified,
+            AccountError::AccountDisabled => ApiError::AccountDisabled,
+            AccountError::InvalidCredentials => ApiError::InvalidCredentials,
+            AccountError::EmailTaken => ApiError::EmailTaken,
+            AccountError::InvalidEmail => ApiError::InvalidEmail,
+            // The hourly cap per address: the window is an hour long.
+            AccountError::TooManyMails => ApiError::TooManyRequests {
+                retry_after: MAIL_CAP_RETRY_AFTER,
+            },
+            AccountError::NotFound => ApiError::NotFound,
+            AccountError::WeakPassword(e) => e.into(),
+            AccountError::Hash(e) => e.into(),
+            AccountError::Session(e) => e.into(),
+            AccountError::Store(e) => e.into(),
+        }
+    }
+}
+
+/// `Retry-After` when an address had its mails for the hour: the cap counts
+/// the last hour, so a few minutes may do; an hour always does.
+const MAIL_CAP_RETRY_AFTER: u64 = 3600;
 
 /// What an app should do, per reason (API.md, "Why a refresh failed").
 fn refusal_message(refusal: RefreshRefusal) -> &'static str {

@@ -10,6 +10,8 @@
 //! - [`config`]: every setting, read once from the environment;
 //! - [`connections`]: the cap on open connections per client address;
 //! - [`http`]: handlers, one file per resource, and the extractors (Bearer check);
+//! - [`accounts`]: the accounts service: registration, verification, reset,
+//!   email change, deletion and disable, with their mails;
 //! - [`sessions`]: the sessions service, the one place that starts, rotates
 //!   and ends sessions (database write, revocation set, audit and metrics);
 //! - [`error`]: [`error::ApiError`], the only place errors become HTTP answers;
@@ -24,6 +26,7 @@
 //! - [`clock`]: the injectable time every session and token rule is decided at;
 //! - [`cli`]: the command line (serve, migrate, admin).
 
+pub mod accounts;
 pub mod auth;
 pub mod cli;
 pub mod clock;

@@ -7,7 +7,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::error::ErrorBody;
-use crate::http::{account, admin, docs, health, keys, sessions, tokens};
+use crate::http::{account, admin, docs, health, keys, lifecycle, sessions, tokens};
 
 #[derive(Debug, OpenApi)]
 #[openapi(
@@ -34,7 +34,16 @@ use crate::http::{account, admin, docs, health, keys, sessions, tokens};
         sessions::list_sessions,
         sessions::delete_session,
         account::change_password,
+        account::account,
+        account::delete_account,
+        lifecycle::forgot_password,
+        lifecycle::reset_password,
+        lifecycle::resend_verification,
+        lifecycle::verify_email,
+        lifecycle::change_email,
+        lifecycle::confirm_email_change,
         admin::revoke_user_sessions,
+        admin::find_user,
         health::healthz,
         health::readyz,
         health::metrics,
@@ -44,7 +53,7 @@ use crate::http::{account, admin, docs, health, keys, sessions, tokens};
     components(schemas(ErrorBody)),
     modifiers(&BearerScheme),
     tags(
-        (name = "account", description = "Registration, identity and password"),
+        (name = "account", description = "Registration, identity, password, and the mailed flows: verification, reset, email change, deletion"),
         (name = "tokens", description = "Sign in, refresh rotation, sign out"),
         (name = "sessions", description = "The caller's sessions (devices)"),
         (name = "admin", description = "Administration (role admin)"),

@@ -33,6 +33,7 @@ use crate::connections::ConnectionLimits;
 use crate::http::deadline::{BodyDeadline, HeadDeadline};
 use crate::http::head::HeadAsGet;
 use crate::http::{self, AppState};
+use crate::accounts::Accounts;
 use crate::sessions::Sessions;
 use crate::store::{PoolSettings, Store};
 
@@ -224,6 +225,7 @@ fn app(
         .app_data(state)
         .app_data(http::extract::json_config())
         .app_data(http::extract::path_config())
+        .app_data(http::extract::query_config())
         // HEAD is routed as GET; innermost, so the log and the metrics
         // still say HEAD.
         .wrap(HeadAsGet)
@@ -330,17 +332,27 @@ async fn build_state(config: &Config, clock: SharedClock) -> anyhow::Result<AppS
     );
 
     let telemetry = Arc::new(crate::telemetry::Telemetry::new());
-    let sessions = Sessions::new(
+    let sessions = Arc::new(Sessions::new(
         store.clone(),
         tokens.clone(),
         revocations.clone(),
         telemetry.clone(),
         config.sessions.clone(),
         clock.clone(),
+    ));
+    let accounts = Accounts::new(
+        store.clone(),
+        sessions.clone(),
+        hasher.clone(),
+        tokens.clone(),
+        telemetry.clone(),
+        config.accounts.clone(),
+        clock.clone(),
     );
     Ok(AppState {
         store,
         sessions,
+        accounts,
         tokens,
         hasher,
         revocations,
@@ -472,6 +484,9 @@ fn spawn_housekeeping(state: Arc<AppState>, keep_revocations_for: Duration) -> V
                 Ok(0) => {}
                 Ok(n) => log::info!("housekeeping: deleted {n} ended session(s)"),
                 Err(e) => log::warn!("housekeeping: cannot delete ended sessions: {e}"),
+            }
+            if let Err(e) = state.accounts.delete_old_grants(CLEANUP_BATCH).await {
+                log::warn!("housekeeping: cannot delete old mail grants: {e}");
             }
         }
     });

@@ -86,6 +86,12 @@ pub enum RevocationReason {
     reuse_detected,
     /// The user's least recently used session, beyond MAX_SESSIONS_PER_USER.
     session_cap,
+    /// A password set through a mailed reset token or code.
+    password_reset,
+    /// An admin (API or command line) disabled the account.
+    account_disabled,
+    /// The user deleted the account.
+    account_deleted,
 }
 
 /// The metrics registry and every metric the service keeps.
@@ -324,10 +330,17 @@ impl Telemetry {
             .join(",");
         let reason_text = format!("{reason:?}");
         match actor {
-            Some(actor) if reason == RevocationReason::admin => log::warn!(
+            Some(actor)
+                if matches!(
+                    reason,
+                    RevocationReason::admin | RevocationReason::account_disabled
+                ) =>
+            {
+                log::warn!(
                 "audit: sessions revoked reason={reason_text} admin={actor} user={} sessions={list}",
-                user.map_or_else(|| "-".into(), |u| u.to_string())
-            ),
+                    user.map_or_else(|| "-".into(), |u| u.to_string())
+                )
+            }
             _ => log::info!(
                 "audit: sessions revoked reason={reason_text} user={} sessions={list}",
                 user.or(actor).map_or_else(|| "-".into(), |u| u.to_string())
@@ -339,6 +352,13 @@ impl Telemetry {
         self.revocations
             .get_or_create(&ReasonLabels { reason })
             .inc_by(n);
+    }
+
+    /// An event of the account lifecycle (verification, reset, email change,
+    /// deletion, disable): one audit line. Never carries a code, a token or
+    /// an email address.
+    pub fn account_event(&self, event: &'static str, user: Uuid) {
+        log::info!("audit: {event} user={user}");
     }
 
     pub fn password_changed(&self, user: Uuid) {

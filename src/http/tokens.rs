@@ -104,6 +104,7 @@ fn token_response(pair: TokenPair) -> HttpResponse {
         (status = 200, description = "Signed in: a new session and its token pair", body = TokenResponse, headers(("Cache-Control" = String, description = "no-store"))),
         (status = 400, description = "Malformed JSON, or a missing or mistyped field", body = ErrorBody, example = json!({"error": "invalid_request", "message": "Malformed JSON, or a missing or mistyped field"})),
         (status = 401, description = "The email or password is wrong", body = ErrorBody, example = json!({"error": "invalid_credentials", "message": "The email or password is wrong"})),
+        (status = 403, description = "The password is right, but: account_disabled (an admin disabled the account), or email_not_verified (REQUIRE_EMAIL_VERIFICATION is on and the email is not verified; a new verification mail is queued)", body = ErrorBody, example = json!({"error": "email_not_verified", "message": "the email address is not verified; a new verification mail was sent"})),
         (status = 413, description = "The body is over 16 KiB", body = ErrorBody, example = json!({"error": "payload_too_large", "message": "The body is over 16 KiB"})),
         (status = 415, description = "The body is not application/json", body = ErrorBody, example = json!({"error": "unsupported_media_type", "message": "The body is not application/json"})),
         (status = 429, description = "Too many requests; retry after Retry-After seconds", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait before retrying")), example = json!({"error": "too_many_requests", "message": "Too many requests; retry after Retry-After seconds"})),
@@ -182,6 +183,8 @@ async fn sign_in(
     let Some(user) = user.filter(|_| verified) else {
         return Err(ApiError::InvalidCredentials);
     };
+    // Only after the right password: a disabled or unverified account.
+    state.accounts.check_sign_in(&user).await?;
     Ok(state.sessions.start(&user, device).await?)
 }
 

@@ -13,6 +13,7 @@
 //! never a read followed by an unconditional write. The store knows nothing of
 //! HTTP; it returns rows and [`StoreError`].
 
+mod grants;
 mod postgres;
 mod sessions;
 mod sqlite;
@@ -20,6 +21,7 @@ mod users;
 
 use secrecy::{ExposeSecret, SecretString};
 
+pub use grants::{Grant, GrantIssue, MailCap, NewGrant};
 pub use sessions::{NewSession, Session};
 pub use users::{EmailNormalization, RoleColumn, User};
 
