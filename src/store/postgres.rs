@@ -36,6 +36,11 @@ pub(super) fn is_unavailable_code(code: &str) -> bool {
 /// The channel the `sessions_revoked_notify` trigger notifies (migration 0002).
 pub(super) const REVOCATION_CHANNEL: &str = "auth_session_revoked";
 
+/// Appended to the outbox claim's inner `SELECT`: rows another instance is
+/// claiming are skipped rather than waited for, so instances share the due
+/// mails and never take the same one.
+pub(super) const CLAIM_LOCK: &str = "FOR UPDATE SKIP LOCKED";
+
 /// Parses a trigger payload: `"<session uuid> <revoked_at in unix ms>"`.
 pub(super) fn parse_revocation(
     payload: &str,
