@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use super::outbox::{NewMail, enqueue_mail};
 use super::users::{USER_COLUMNS, User};
-use super::{Store, StoreError, on_constraint, on_pool};
+use super::{Backend, Store, StoreError, on_constraint, on_pool};
 
 /// Inserts a grant for `$user` on `$executor`; `Result<(), sqlx::Error>`.
 macro_rules! insert_grant {
@@ -38,7 +38,6 @@ macro_rules! insert_grant {
         .map(|_| ())
     }};
 }
-use insert_grant;
 
 /// Spends grant `$id` of `$user` if it is live: `Result<bool, sqlx::Error>`.
 /// The condition is in the write, so of racing spends exactly one wins.
@@ -56,7 +55,6 @@ macro_rules! spend_grant {
         .map(|r| r.rows_affected() == 1)
     }};
 }
-use spend_grant;
 
 /// A grant to store (the service drew the token and code and MACed them).
 #[derive(Debug, Clone)]

@@ -310,6 +310,93 @@ impl TestApp {
     }
 }
 
+/// A grant mail's link token and code, read from its body.
+#[derive(Debug, Clone)]
+pub struct Mailed {
+    pub token: String,
+    pub code: String,
+    pub subject: String,
+    pub body: String,
+}
+
+impl TestApp {
+    /// The mails queued for `to`, oldest first (read from the outbox).
+    pub async fn mails_to(&self, to: &str) -> Vec<auth_api::store::QueuedMail> {
+        self.state
+            .store
+            .outbox_for(to)
+            .await
+            .expect("store answers")
+    }
+
+    /// The newest mail queued for `to`, with its token and code.
+    pub async fn last_mail(&self, to: &str) -> Mailed {
+        let mails = self.mails_to(to).await;
+        let mail = mails.last().expect("a mail was queued");
+        parse_mail(&mail.subject, &mail.body)
+    }
+
+    /// A request with a Bearer token and a JSON body.
+    pub async fn send_json(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: &Value,
+    ) -> Response {
+        let mut request = self.client.request(method, self.url(path)).json(body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send().await.expect("request sent")
+    }
+
+    /// `POST` with a Bearer token and no body.
+    pub async fn post_with_token(&self, path: &str, token: &str) -> Response {
+        self.client
+            .post(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    /// `POST /password/forgot`, asserting the one answer it gives.
+    pub async fn forgot_ok(&self, email: &str) {
+        let response = self.post_json("/password/forgot", &json!({"email": email})).await;
+        assert_eq!(response.status(), StatusCode::ACCEPTED);
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body, json!({"status": "accepted"}));
+    }
+
+    /// The account as `GET /account` shows it.
+    pub async fn account(&self, access_token: &str) -> Value {
+        let response = self.get_with_token("/account", access_token).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        response.json().await.unwrap()
+    }
+}
+
+/// Reads the token (from the link) and the code out of a grant mail.
+pub fn parse_mail(subject: &str, body: &str) -> Mailed {
+    let token = body
+        .split("&token=")
+        .nth(1)
+        .map(|rest| rest.split_whitespace().next().unwrap_or_default().to_owned())
+        .unwrap_or_default();
+    let code = body
+        .split("type this code in the app: ")
+        .nth(1)
+        .map(|rest| rest.chars().take(6).collect())
+        .unwrap_or_default();
+    Mailed {
+        token,
+        code,
+        subject: subject.to_owned(),
+        body: body.to_owned(),
+    }
+}
+
 pub fn login_from_body(email: &str, body: Value) -> Login {
     let access_token = body["access_token"]
         .as_str()

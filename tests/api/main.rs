@@ -3,10 +3,12 @@
 
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
+mod account;
 mod admin;
 mod bearer;
 mod cli;
 mod docs;
+mod email_change;
 mod errors;
 mod flaky;
 mod flood;
@@ -26,6 +28,7 @@ mod outage;
 mod password;
 pub mod refresh;
 mod register;
+mod reset;
 mod rotation;
 mod sessions;
 mod shutdown;
@@ -33,3 +36,4 @@ mod slow_clients;
 mod soak;
 mod store;
 mod support;
+mod verification;
