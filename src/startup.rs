@@ -21,6 +21,7 @@ use anyhow::Context;
 use secrecy::SecretString;
 use tokio::task::JoinHandle;
 
+use crate::accounts::Accounts;
 use crate::auth::asymmetric::{
     Algorithm, AsymmetricKeys, SigningKey, VerifyingKey,
     load_or_create_key_file as load_or_create_signing_key_file,
@@ -33,7 +34,6 @@ use crate::connections::ConnectionLimits;
 use crate::http::deadline::{BodyDeadline, HeadDeadline};
 use crate::http::head::HeadAsGet;
 use crate::http::{self, AppState};
-use crate::accounts::Accounts;
 use crate::sessions::Sessions;
 use crate::store::{PoolSettings, Store};
 
@@ -367,6 +367,46 @@ async fn build_state(config: &Config, clock: SharedClock) -> anyhow::Result<AppS
 /// the session can still verify (lifetime plus leeway), with a small margin.
 fn revocation_memory(config: &Config) -> Duration {
     config.jwt.access_ttl + config.jwt.leeway + Duration::from_secs(5)
+}
+
+/// The sessions and accounts services on `store`, for the command line's
+/// one-shot admin actions: the same code paths as the server's (the
+/// database write, the audit line), with a revocation set of their own that
+/// dies with the process. A running server learns of the revocations through
+/// PostgreSQL NOTIFY; on SQLite it cannot (see the `admin` subcommand).
+pub fn account_services(
+    config: &Config,
+    store: &Store,
+) -> anyhow::Result<(Arc<Sessions>, Accounts)> {
+    let clock: SharedClock = Arc::new(SystemClock);
+    let secret = resolve_secret(config)?;
+    let keys = Keyring::new(&secret, &config.jwt.previous_secrets);
+    let tokens = Arc::new(AccessTokens::new(
+        keys,
+        &config.jwt.issuer,
+        &config.jwt.audience,
+        config.jwt.leeway,
+        config.jwt.access_ttl,
+    ));
+    let telemetry = Arc::new(crate::telemetry::Telemetry::new());
+    let sessions = Arc::new(Sessions::new(
+        store.clone(),
+        tokens.clone(),
+        Arc::new(RevocationSet::new(revocation_memory(config))),
+        telemetry.clone(),
+        config.sessions.clone(),
+        clock.clone(),
+    ));
+    let accounts = Accounts::new(
+        store.clone(),
+        sessions.clone(),
+        Arc::new(PasswordHasher::new(1, 1)),
+        tokens,
+        telemetry,
+        config.accounts.clone(),
+        clock,
+    );
+    Ok((sessions, accounts))
 }
 
 /// `JWT_SECRET`, or the key file in the data folder (created on first start).

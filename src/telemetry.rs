@@ -337,7 +337,7 @@ impl Telemetry {
                 ) =>
             {
                 log::warn!(
-                "audit: sessions revoked reason={reason_text} admin={actor} user={} sessions={list}",
+                    "audit: sessions revoked reason={reason_text} admin={actor} user={} sessions={list}",
                     user.map_or_else(|| "-".into(), |u| u.to_string())
                 )
             }

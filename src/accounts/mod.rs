@@ -153,7 +153,11 @@ impl Accounts {
     }
 
     /// `POST /register`: the user row and its verification mail, in one transaction.
-    pub async fn register(&self, email: &str, password: SecretString) -> Result<User, AccountError> {
+    pub async fn register(
+        &self,
+        email: &str,
+        password: SecretString,
+    ) -> Result<User, AccountError> {
         let email = normalize_email(email).ok_or(AccountError::InvalidEmail)?;
         check_password_policy(password.expose_secret())?;
         let hash = self.hasher.hash(password).await?;
@@ -216,8 +220,7 @@ impl Accounts {
             .issue_grant(user, &grant, &mails, self.cap(now), now)
             .await?;
         if issued == GrantIssue::Issued {
-            self.telemetry
-                .account_event(purpose_event(purpose), user);
+            self.telemetry.account_event(purpose_event(purpose), user);
         }
         Ok(issued)
     }
@@ -249,7 +252,11 @@ impl Accounts {
 
     /// The live grant `presented` stands for. A wrong code counts against
     /// the user's live grant of `purpose`; the fifth ends it.
-    async fn resolve(&self, purpose: Purpose, presented: Presented<'_>) -> Result<Grant, AccountError> {
+    async fn resolve(
+        &self,
+        purpose: Purpose,
+        presented: Presented<'_>,
+    ) -> Result<Grant, AccountError> {
         let now = self.now();
         let keys = self.tokens.keys();
         match presented {
@@ -282,7 +289,8 @@ impl Accounts {
         if !self.store.verify_email(&grant, self.now()).await? {
             return Err(AccountError::InvalidCode);
         }
-        self.telemetry.account_event("email verified", grant.user_id);
+        self.telemetry
+            .account_event("email verified", grant.user_id);
         Ok(())
     }
 
@@ -322,7 +330,11 @@ impl Accounts {
 
     /// Checks `password` against the account's current hash (one verify,
     /// on the hasher pool). The row returned is the one checked.
-    async fn check_password(&self, user: Uuid, password: SecretString) -> Result<User, AccountError> {
+    async fn check_password(
+        &self,
+        user: Uuid,
+        password: SecretString,
+    ) -> Result<User, AccountError> {
         let user = self.store.find_user(user).await?;
         let verified = self
             .hasher
@@ -389,7 +401,11 @@ impl Accounts {
     /// `DELETE /account`: checked against the password; every session ends
     /// (through the sessions service), the email, hash and personal data
     /// are erased, a notice goes to the old address.
-    pub async fn delete_account(&self, user: Uuid, password: SecretString) -> Result<(), AccountError> {
+    pub async fn delete_account(
+        &self,
+        user: Uuid,
+        password: SecretString,
+    ) -> Result<(), AccountError> {
         let user = self.check_password(user, password).await?;
         let notice = mails::deleted_notice(&self.config, &user.email);
         self.sessions
@@ -448,7 +464,11 @@ impl Accounts {
     }
 
     /// Ends every session of the account with this email; how many ended.
-    pub async fn revoke_sessions(&self, email: &str, actor: Option<Uuid>) -> Result<usize, AccountError> {
+    pub async fn revoke_sessions(
+        &self,
+        email: &str,
+        actor: Option<Uuid>,
+    ) -> Result<usize, AccountError> {
         let user = self.find_by_email(email).await?.user;
         let ended = self
             .sessions

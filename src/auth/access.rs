@@ -581,7 +581,13 @@ mod tests {
     fn issued_tokens_take_the_header_fast_path() {
         let t = tokens(&"k".repeat(32));
         let issued = t
-            .issue(Uuid::new_v4(), Uuid::new_v4(), Role::User, false, Utc::now())
+            .issue(
+                Uuid::new_v4(),
+                Uuid::new_v4(),
+                Role::User,
+                false,
+                Utc::now(),
+            )
             .unwrap();
         let segment = issued.token.split('.').next().unwrap();
         assert_eq!(segment, t.keys().current().header_segment);
@@ -590,7 +596,13 @@ mod tests {
     #[test]
     fn a_token_from_another_key_is_refused() {
         let issued = tokens(&"a".repeat(32))
-            .issue(Uuid::new_v4(), Uuid::new_v4(), Role::User, false, Utc::now())
+            .issue(
+                Uuid::new_v4(),
+                Uuid::new_v4(),
+                Role::User,
+                false,
+                Utc::now(),
+            )
             .unwrap();
         assert_eq!(
             tokens(&"b".repeat(32)).verify(&issued.token),
@@ -608,7 +620,13 @@ mod tests {
             Duration::from_secs(1),
         );
         let issued = t
-            .issue(Uuid::new_v4(), Uuid::new_v4(), Role::User, false, Utc::now())
+            .issue(
+                Uuid::new_v4(),
+                Uuid::new_v4(),
+                Role::User,
+                false,
+                Utc::now(),
+            )
             .unwrap();
         assert!(t.verify(&issued.token).is_ok());
         assert!(t.verify(&issued.token).is_ok(), "from the cache");
@@ -620,7 +638,13 @@ mod tests {
     fn a_remembered_signature_on_another_payload_is_refused() {
         let t = tokens(&"k".repeat(32));
         let issued = t
-            .issue(Uuid::new_v4(), Uuid::new_v4(), Role::User, false, Utc::now())
+            .issue(
+                Uuid::new_v4(),
+                Uuid::new_v4(),
+                Role::User,
+                false,
+                Utc::now(),
+            )
             .unwrap();
         assert!(t.verify(&issued.token).is_ok());
         let parts: Vec<&str> = issued.token.split('.').collect();
@@ -642,7 +666,13 @@ mod tests {
         let a = tokens(&"a".repeat(32));
         let b = tokens(&"b".repeat(32));
         let issued = a
-            .issue(Uuid::new_v4(), Uuid::new_v4(), Role::User, false, Utc::now())
+            .issue(
+                Uuid::new_v4(),
+                Uuid::new_v4(),
+                Role::User,
+                false,
+                Utc::now(),
+            )
             .unwrap();
         assert!(a.verify(&issued.token).is_ok());
         assert_eq!(b.verify(&issued.token), Err(TokenError::UnknownKey));
@@ -652,7 +682,13 @@ mod tests {
     fn access_tokens_are_told_from_refresh_tokens() {
         let t = tokens("k".repeat(32).as_str());
         let access = t
-            .issue(Uuid::new_v4(), Uuid::new_v4(), Role::User, false, Utc::now())
+            .issue(
+                Uuid::new_v4(),
+                Uuid::new_v4(),
+                Role::User,
+                false,
+                Utc::now(),
+            )
             .unwrap()
             .token;
         assert!(looks_like_access_token(&access));
@@ -795,9 +831,15 @@ mod asymmetric_tests {
     }
 
     fn issue(t: &AccessTokens) -> String {
-        t.issue(Uuid::new_v4(), Uuid::new_v4(), Role::User, false, Utc::now())
-            .unwrap()
-            .token
+        t.issue(
+            Uuid::new_v4(),
+            Uuid::new_v4(),
+            Role::User,
+            false,
+            Utc::now(),
+        )
+        .unwrap()
+        .token
     }
 
     fn header_of(token: &str) -> serde_json::Value {

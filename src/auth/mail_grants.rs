@@ -162,7 +162,10 @@ mod tests {
         assert!(!token_lookup_macs(&rotated, Purpose::Verify, &token).contains(&stored));
         assert!(token_lookup_macs(&rotated, Purpose::Reset, "short").is_empty());
         // The MAC is not the refresh-token key's: another derivation.
-        assert_ne!(stored, token_mac(&ring(&"x".repeat(32), &[]), Purpose::Reset, &token));
+        assert_ne!(
+            stored,
+            token_mac(&ring(&"x".repeat(32), &[]), Purpose::Reset, &token)
+        );
     }
 
     #[test]

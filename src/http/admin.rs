@@ -11,8 +11,8 @@ use uuid::Uuid;
 
 use super::extract::Admin;
 use super::{AppState, resource};
-use crate::error::{ApiError, ErrorBody};
 use crate::auth::Role;
+use crate::error::{ApiError, ErrorBody};
 use crate::telemetry::RevocationReason;
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -75,9 +75,9 @@ pub async fn find_user(
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/admin/users", "GET").route(web::get().to(find_user)))
         .service(
-        resource("/admin/users/{id}/revoke-sessions", "POST")
-            .route(web::post().to(revoke_user_sessions)),
-    );
+            resource("/admin/users/{id}/revoke-sessions", "POST")
+                .route(web::post().to(revoke_user_sessions)),
+        );
 }
 
 /// Revoke every session of a user. The role is checked (by the [`Admin`]

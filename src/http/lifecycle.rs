@@ -22,9 +22,7 @@ use crate::error::{ApiError, ErrorBody};
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/password/forgot", "POST").route(web::post().to(forgot_password)))
         .service(resource("/password/reset", "POST").route(web::post().to(reset_password)))
-        .service(
-            resource("/email/verification", "POST").route(web::post().to(resend_verification)),
-        )
+        .service(resource("/email/verification", "POST").route(web::post().to(resend_verification)))
         .service(resource("/email/verify", "POST").route(web::post().to(verify_email)))
         .service(resource("/email/change", "POST").route(web::post().to(change_email)))
         .service(
@@ -135,14 +133,16 @@ async fn by_email<'a>(
 ) -> Result<Option<Presented<'a>>, ApiError> {
     match (token, email, code) {
         (Some(token), None, None) => Ok(Some(Presented::Token(token.0.expose_secret()))),
-        (None, Some(email), Some(code)) => Ok(state
-            .accounts
-            .user_for_code(email)
-            .await?
-            .map(|user| Presented::Code {
-                user,
-                code: code.0.expose_secret(),
-            })),
+        (None, Some(email), Some(code)) => {
+            Ok(state
+                .accounts
+                .user_for_code(email)
+                .await?
+                .map(|user| Presented::Code {
+                    user,
+                    code: code.0.expose_secret(),
+                }))
+        }
         _ => Err(ApiError::InvalidRequest(
             "send either token, or email and code".into(),
         )),
@@ -307,9 +307,7 @@ pub async fn confirm_email_change(
             code: code.0.expose_secret(),
         },
         _ => {
-            return Err(ApiError::InvalidRequest(
-                "send either token or code".into(),
-            ));
+            return Err(ApiError::InvalidRequest("send either token or code".into()));
         }
     };
     state.accounts.confirm_email_change(user, presented).await?;

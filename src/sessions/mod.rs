@@ -342,12 +342,17 @@ impl Sessions {
     /// the hash, bumps the credential version and ends EVERY session of the
     /// user, in one transaction. `false` if the grant was spent, ended or
     /// expired meanwhile (nothing written).
-    pub async fn reset_password(&self, grant: &Grant, new_hash: &str) -> Result<bool, SessionError> {
+    pub async fn reset_password(
+        &self,
+        grant: &Grant,
+        new_hash: &str,
+    ) -> Result<bool, SessionError> {
         let now = self.now();
         let Some(ended) = self.store.reset_password(grant, new_hash, now).await? else {
             return Ok(false);
         };
-        self.telemetry.account_event("password reset", grant.user_id);
+        self.telemetry
+            .account_event("password reset", grant.user_id);
         self.revoked(
             &ended,
             now,
@@ -385,7 +390,11 @@ impl Sessions {
     /// Disables an account: no login from now on (a racing one opens no
     /// session), every session ends. `actor` is the admin who asked (`None`
     /// from the command line). `false` if there is no such account.
-    pub async fn disable_account(&self, user: Uuid, actor: Option<Uuid>) -> Result<bool, SessionError> {
+    pub async fn disable_account(
+        &self,
+        user: Uuid,
+        actor: Option<Uuid>,
+    ) -> Result<bool, SessionError> {
         let now = self.now();
         let Some(ended) = self.store.disable_user(user, now).await? else {
             return Ok(false);
@@ -460,7 +469,9 @@ impl Sessions {
         refresh_expires_at: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<TokenPair, SessionError> {
-        let access = self.tokens.issue(user_id, session_id, role, email_verified, now)?;
+        let access = self
+            .tokens
+            .issue(user_id, session_id, role, email_verified, now)?;
         Ok(TokenPair {
             access_token: access.token,
             expires_in: access.expires_in,

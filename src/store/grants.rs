@@ -241,7 +241,11 @@ impl Store {
     /// Spends a verification grant and marks the email verified, if it is
     /// still the account's email. `false` if the grant was spent, ended or
     /// expired meanwhile, or the email changed: nothing written.
-    pub async fn verify_email(&self, grant: &Grant, now: DateTime<Utc>) -> Result<bool, StoreError> {
+    pub async fn verify_email(
+        &self,
+        grant: &Grant,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
         let verify = "UPDATE users SET email_verified_at = COALESCE(email_verified_at, $1), \
                       updated_at = $1 WHERE id = $2 AND email = $3 AND deleted_at IS NULL";
         let done = on_pool!(self, pool => {

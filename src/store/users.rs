@@ -43,8 +43,7 @@ impl TryFrom<String> for RoleColumn {
     }
 }
 
-pub(super) const USER_COLUMNS: &str =
-    "id, email, password_hash, role, created_at, credential_version, disabled_at, email_verified_at";
+pub(super) const USER_COLUMNS: &str = "id, email, password_hash, role, created_at, credential_version, disabled_at, email_verified_at";
 
 impl Store {
     /// Inserts a user; [`StoreError::EmailTaken`] if the email exists.
@@ -66,7 +65,8 @@ impl Store {
     }
 
     pub async fn find_user_by_email(&self, email: &str) -> Result<Option<User>, StoreError> {
-        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE email = $1 AND deleted_at IS NULL");
+        let sql =
+            format!("SELECT {USER_COLUMNS} FROM users WHERE email = $1 AND deleted_at IS NULL");
         Ok(
             on_pool!(self, pool => sqlx::query_as::<_, User>(&sql).bind(email).fetch_optional(pool).await)?,
         )

@@ -46,7 +46,10 @@ async fn deleting_needs_the_password() {
     let login = app.new_login().await;
     let response = delete(&app, &login.access_token, "not the password").await;
     assert_error(response, StatusCode::UNAUTHORIZED, "invalid_credentials").await;
-    app.me(&login.access_token).await.error_for_status().unwrap();
+    app.me(&login.access_token)
+        .await
+        .error_for_status()
+        .unwrap();
     app.login_ok(&login.email, PASSWORD).await;
 }
 
@@ -67,15 +70,32 @@ async fn deleting_ends_every_session_erases_the_account_and_frees_the_email() {
         let body = assert_error(response, StatusCode::UNAUTHORIZED, "invalid_grant").await;
         assert_eq!(body["reason"], "revoked");
         // The session rows keep no device data.
-        let session = app.session(login.session_id).await.expect("kept as a revocation record");
+        let session = app
+            .session(login.session_id)
+            .await
+            .expect("kept as a revocation record");
         assert!(session.revoked_at.is_some());
         assert_eq!(session.user_agent, None);
         assert_eq!(session.device_name, None);
     }
     let response = app.login(&email, PASSWORD).await;
     assert_error(response, StatusCode::UNAUTHORIZED, "invalid_credentials").await;
-    assert!(app.state.store.find_user(phone.user_id).await.unwrap().is_none());
-    assert!(app.state.store.find_user_by_email(&email).await.unwrap().is_none());
+    assert!(
+        app.state
+            .store
+            .find_user(phone.user_id)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        app.state
+            .store
+            .find_user_by_email(&email)
+            .await
+            .unwrap()
+            .is_none()
+    );
 
     // A notice to the old address (after the registration's verification mail).
     let mails = app.mails_to(&email).await;
@@ -98,7 +118,10 @@ async fn a_pending_reset_dies_with_the_account() {
     app.forgot_ok(&email).await;
     let mail = app.last_mail(&email).await;
     let login = app.login_ok(&email, PASSWORD).await;
-    assert_eq!(delete(&app, &login.access_token, PASSWORD).await.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        delete(&app, &login.access_token, PASSWORD).await.status(),
+        StatusCode::NO_CONTENT
+    );
     let response = app
         .post_json(
             "/password/reset",

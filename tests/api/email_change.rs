@@ -29,12 +29,19 @@ async fn a_change_mails_the_new_address_notifies_the_old_and_changes_nothing_yet
     assert_eq!(response.status(), StatusCode::ACCEPTED);
 
     let mail = app.last_mail(&new).await;
-    assert!(mail.body.contains("?purpose=email-change&token="), "{}", mail.body);
+    assert!(
+        mail.body.contains("?purpose=email-change&token="),
+        "{}",
+        mail.body
+    );
     assert_eq!(mail.code.len(), 6);
     let notices = app.mails_to(&login.email).await;
     assert_eq!(notices.len(), 2, "verification, then the notice");
     assert!(notices[1].body.contains(&new));
-    assert!(!notices[1].body.contains("token="), "the notice carries no token");
+    assert!(
+        !notices[1].body.contains("token="),
+        "the notice carries no token"
+    );
 
     assert_eq!(app.account(&login.access_token).await["email"], login.email);
     app.login_ok(&login.email, PASSWORD).await;
@@ -55,12 +62,19 @@ async fn confirming_by_token_switches_the_email_verified_and_notifies_the_old_ad
     assert_eq!(account["email_verified"], true);
     let old_mails = app.mails_to(&login.email).await;
     assert_eq!(old_mails.len(), 3);
-    assert!(old_mails[2].subject.contains("changed"), "{}", old_mails[2].subject);
+    assert!(
+        old_mails[2].subject.contains("changed"),
+        "{}",
+        old_mails[2].subject
+    );
     let response = app.login(&login.email, PASSWORD).await;
     assert_error(response, StatusCode::UNAUTHORIZED, "invalid_credentials").await;
     app.login_ok(&new, PASSWORD).await;
     // The old address is free.
-    assert_eq!(app.register(&login.email, PASSWORD).await.status(), StatusCode::CREATED);
+    assert_eq!(
+        app.register(&login.email, PASSWORD).await.status(),
+        StatusCode::CREATED
+    );
 }
 
 #[tokio::test]
@@ -88,7 +102,10 @@ async fn another_account_cannot_confirm_the_change() {
     let mail = app.last_mail(&new).await;
     let response = confirm(&app, &mallory.access_token, json!({"token": mail.token})).await;
     assert_error(response, StatusCode::BAD_REQUEST, "invalid_code").await;
-    assert_eq!(app.account(&mallory.access_token).await["email"], mallory.email);
+    assert_eq!(
+        app.account(&mallory.access_token).await["email"],
+        mallory.email
+    );
     // Alice still can.
     let response = confirm(&app, &alice.access_token, json!({"token": mail.token})).await;
     assert_eq!(response.status(), StatusCode::NO_CONTENT);
@@ -99,7 +116,13 @@ async fn a_change_needs_the_password_a_free_valid_address() {
     let app = spawn_app().await;
     let login = app.new_login().await;
     let taken = app.new_user().await;
-    let response = ask(&app, &login.access_token, &unique_email(), "wrong password!").await;
+    let response = ask(
+        &app,
+        &login.access_token,
+        &unique_email(),
+        "wrong password!",
+    )
+    .await;
     assert_error(response, StatusCode::UNAUTHORIZED, "invalid_credentials").await;
     let response = ask(&app, &login.access_token, &taken.to_uppercase(), PASSWORD).await;
     assert_error(response, StatusCode::CONFLICT, "email_taken").await;
@@ -122,7 +145,10 @@ async fn an_address_registered_meanwhile_is_taken_at_confirmation() {
     let new = unique_email();
     ask(&app, &login.access_token, &new, PASSWORD).await;
     let mail = app.last_mail(&new).await;
-    assert_eq!(app.register(&new, PASSWORD).await.status(), StatusCode::CREATED);
+    assert_eq!(
+        app.register(&new, PASSWORD).await.status(),
+        StatusCode::CREATED
+    );
     let response = confirm(&app, &login.access_token, json!({"token": mail.token})).await;
     assert_error(response, StatusCode::CONFLICT, "email_taken").await;
     assert_eq!(app.account(&login.access_token).await["email"], login.email);

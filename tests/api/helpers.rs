@@ -363,7 +363,9 @@ impl TestApp {
 
     /// `POST /password/forgot`, asserting the one answer it gives.
     pub async fn forgot_ok(&self, email: &str) {
-        let response = self.post_json("/password/forgot", &json!({"email": email})).await;
+        let response = self
+            .post_json("/password/forgot", &json!({"email": email}))
+            .await;
         assert_eq!(response.status(), StatusCode::ACCEPTED);
         let body: Value = response.json().await.unwrap();
         assert_eq!(body, json!({"status": "accepted"}));
@@ -382,7 +384,12 @@ pub fn parse_mail(subject: &str, body: &str) -> Mailed {
     let token = body
         .split("&token=")
         .nth(1)
-        .map(|rest| rest.split_whitespace().next().unwrap_or_default().to_owned())
+        .map(|rest| {
+            rest.split_whitespace()
+                .next()
+                .unwrap_or_default()
+                .to_owned()
+        })
         .unwrap_or_default();
     let code = body
         .split("type this code in the app: ")

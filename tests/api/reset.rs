@@ -16,7 +16,8 @@ async fn forgot_answers_the_same_for_known_unknown_and_differently_spelt_emails(
     let unknown = unique_email();
     app.forgot_ok(&email).await;
     app.forgot_ok(&unknown).await;
-    app.forgot_ok(&format!("  {}  ", email.to_uppercase())).await;
+    app.forgot_ok(&format!("  {}  ", email.to_uppercase()))
+        .await;
     // Mail only for the account (registration's, then two resets).
     let mails = app.mails_to(&email).await;
     assert_eq!(mails.len(), 3);
@@ -29,7 +30,9 @@ async fn forgot_answers_the_same_for_known_unknown_and_differently_spelt_emails(
 async fn forgot_refuses_a_malformed_email() {
     let app = spawn_app().await;
     for email in ["not an email", "a@b", "al\u{200B}ice@example.com"] {
-        let response = app.post_json("/password/forgot", &json!({"email": email})).await;
+        let response = app
+            .post_json("/password/forgot", &json!({"email": email}))
+            .await;
         assert_error(response, StatusCode::UNPROCESSABLE_ENTITY, "invalid_email").await;
     }
 }
@@ -88,7 +91,10 @@ async fn a_reset_by_email_and_code_works_and_verifies_the_email() {
     assert_eq!(response.status(), StatusCode::NO_CONTENT);
     let login = app.login_ok(&email, NEW_PASSWORD).await;
     // The mail proved the address.
-    assert_eq!(app.account(&login.access_token).await["email_verified"], true);
+    assert_eq!(
+        app.account(&login.access_token).await["email_verified"],
+        true
+    );
 }
 
 #[tokio::test]
@@ -167,7 +173,11 @@ async fn the_fifth_wrong_reset_code_kills_the_grant() {
     let email = app.new_user().await;
     app.forgot_ok(&email).await;
     let mail = app.last_mail(&email).await;
-    let wrong = if mail.code == "999999" { "999998" } else { "999999" };
+    let wrong = if mail.code == "999999" {
+        "999998"
+    } else {
+        "999999"
+    };
     for _ in 0..5 {
         let response = app
             .post_json(
@@ -217,7 +227,9 @@ async fn a_reset_token_is_not_a_verification_token() {
     let email = app.new_user().await;
     app.forgot_ok(&email).await;
     let reset = app.last_mail(&email).await;
-    let response = app.post_json("/email/verify", &json!({"token": reset.token})).await;
+    let response = app
+        .post_json("/email/verify", &json!({"token": reset.token}))
+        .await;
     assert_error(response, StatusCode::BAD_REQUEST, "invalid_code").await;
     let verify = app.mails_to(&email).await[0].body.clone();
     let verify = crate::helpers::parse_mail("", &verify);
@@ -277,9 +289,7 @@ async fn reset_routes_are_rate_limited_per_ip() {
         )
         .await;
     assert_error(response, StatusCode::TOO_MANY_REQUESTS, "too_many_requests").await;
-    let response = app
-        .post_json("/email/verify", &json!({"token": "x"}))
-        .await;
+    let response = app.post_json("/email/verify", &json!({"token": "x"})).await;
     assert_error(response, StatusCode::TOO_MANY_REQUESTS, "too_many_requests").await;
 }
 

@@ -5,7 +5,9 @@
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
-use crate::helpers::{PASSWORD, assert_error, decode_claims, spawn_app, spawn_app_with, unique_email};
+use crate::helpers::{
+    PASSWORD, assert_error, decode_claims, spawn_app, spawn_app_with, unique_email,
+};
 
 #[tokio::test]
 async fn registration_queues_a_verification_mail_with_a_link_and_a_code() {
@@ -26,13 +28,19 @@ async fn registration_queues_a_verification_mail_with_a_link_and_a_code() {
     assert!(mail.subject.contains("Acme Notes"), "{}", mail.subject);
     assert!(mail.body.contains("Acme Notes"));
     assert!(
-        mail.body
-            .contains(&format!("https://acme.example/open?purpose=verify&token={}", mail.token)),
+        mail.body.contains(&format!(
+            "https://acme.example/open?purpose=verify&token={}",
+            mail.token
+        )),
         "{}",
         mail.body
     );
     assert!(mail.token.len() >= 22, "at least 128 bits");
-    assert!(mail.token.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
+    assert!(
+        mail.token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    );
     assert_eq!(mail.code.len(), 6);
     assert!(mail.code.bytes().all(|b| b.is_ascii_digit()));
 }
@@ -43,7 +51,11 @@ async fn a_refused_registration_queues_no_mail() {
     let email = app.new_user().await;
     let response = app.register(&email, PASSWORD).await;
     assert_error(response, StatusCode::CONFLICT, "email_taken").await;
-    assert_eq!(app.mails_to(&email).await.len(), 1, "only the first registration's");
+    assert_eq!(
+        app.mails_to(&email).await.len(),
+        1,
+        "only the first registration's"
+    );
 }
 
 #[tokio::test]
@@ -52,16 +64,27 @@ async fn the_token_verifies_the_email_and_new_tokens_say_so() {
     let email = app.new_user().await;
     let before = app.login_ok(&email, PASSWORD).await;
     assert_eq!(decode_claims(&before.access_token)["email_verified"], false);
-    assert_eq!(app.account(&before.access_token).await["email_verified"], false);
+    assert_eq!(
+        app.account(&before.access_token).await["email_verified"],
+        false
+    );
 
     let mail = app.last_mail(&email).await;
-    let response = app.post_json("/email/verify", &json!({"token": mail.token})).await;
+    let response = app
+        .post_json("/email/verify", &json!({"token": mail.token}))
+        .await;
     assert_eq!(response.status(), StatusCode::NO_CONTENT);
 
-    assert_eq!(app.account(&before.access_token).await["email_verified"], true);
+    assert_eq!(
+        app.account(&before.access_token).await["email_verified"],
+        true
+    );
     // A refresh reads the flag from the database, like the role.
     let refreshed = app.refresh_ok(&before).await;
-    assert_eq!(decode_claims(&refreshed.access_token)["email_verified"], true);
+    assert_eq!(
+        decode_claims(&refreshed.access_token)["email_verified"],
+        true
+    );
     let login = app.login_ok(&email, PASSWORD).await;
     assert_eq!(decode_claims(&login.access_token)["email_verified"], true);
 }
@@ -87,7 +110,9 @@ async fn a_token_or_code_works_once() {
     let app = spawn_app().await;
     let email = app.new_user().await;
     let mail = app.last_mail(&email).await;
-    let first = app.post_json("/email/verify", &json!({"token": mail.token})).await;
+    let first = app
+        .post_json("/email/verify", &json!({"token": mail.token}))
+        .await;
     assert_eq!(first.status(), StatusCode::NO_CONTENT);
     for body in [
         json!({"token": mail.token}),
@@ -104,7 +129,9 @@ async fn an_expired_token_or_code_is_refused() {
     let email = app.new_user().await;
     let mail = app.last_mail(&email).await;
     app.advance(601);
-    let response = app.post_json("/email/verify", &json!({"token": mail.token})).await;
+    let response = app
+        .post_json("/email/verify", &json!({"token": mail.token}))
+        .await;
     assert_error(response, StatusCode::BAD_REQUEST, "invalid_code").await;
     let response = app
         .post_json("/email/verify", &json!({"email": email, "code": mail.code}))
@@ -118,14 +145,20 @@ async fn a_newer_mail_supersedes_the_older_one() {
     let email = app.new_user().await;
     let login = app.login_ok(&email, PASSWORD).await;
     let old = app.last_mail(&email).await;
-    let response = app.post_with_token("/email/verification", &login.access_token).await;
+    let response = app
+        .post_with_token("/email/verification", &login.access_token)
+        .await;
     assert_eq!(response.status(), StatusCode::ACCEPTED);
     let new = app.last_mail(&email).await;
     assert_ne!(old.token, new.token);
 
-    let response = app.post_json("/email/verify", &json!({"token": old.token})).await;
+    let response = app
+        .post_json("/email/verify", &json!({"token": old.token}))
+        .await;
     assert_error(response, StatusCode::BAD_REQUEST, "invalid_code").await;
-    let response = app.post_json("/email/verify", &json!({"token": new.token})).await;
+    let response = app
+        .post_json("/email/verify", &json!({"token": new.token}))
+        .await;
     assert_eq!(response.status(), StatusCode::NO_CONTENT);
 }
 
@@ -134,7 +167,11 @@ async fn the_fifth_wrong_code_kills_the_grant() {
     let app = spawn_app().await;
     let email = app.new_user().await;
     let mail = app.last_mail(&email).await;
-    let wrong = if mail.code == "000000" { "000001" } else { "000000" };
+    let wrong = if mail.code == "000000" {
+        "000001"
+    } else {
+        "000000"
+    };
     for _ in 0..5 {
         let response = app
             .post_json("/email/verify", &json!({"email": email, "code": wrong}))
@@ -146,7 +183,9 @@ async fn the_fifth_wrong_code_kills_the_grant() {
         .post_json("/email/verify", &json!({"email": email, "code": mail.code}))
         .await;
     assert_error(response, StatusCode::BAD_REQUEST, "invalid_code").await;
-    let response = app.post_json("/email/verify", &json!({"token": mail.token})).await;
+    let response = app
+        .post_json("/email/verify", &json!({"token": mail.token}))
+        .await;
     assert_error(response, StatusCode::BAD_REQUEST, "invalid_code").await;
 }
 
@@ -155,7 +194,11 @@ async fn four_wrong_codes_leave_the_right_one_working() {
     let app = spawn_app().await;
     let email = app.new_user().await;
     let mail = app.last_mail(&email).await;
-    let wrong = if mail.code == "000000" { "000001" } else { "000000" };
+    let wrong = if mail.code == "000000" {
+        "000001"
+    } else {
+        "000000"
+    };
     for _ in 0..4 {
         let response = app
             .post_json("/email/verify", &json!({"email": email, "code": wrong}))
@@ -202,8 +245,15 @@ async fn a_link_opened_with_get_spends_nothing() {
         .send()
         .await
         .unwrap();
-    assert_error(response, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed").await;
-    let response = app.post_json("/email/verify", &json!({"token": mail.token})).await;
+    assert_error(
+        response,
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+    )
+    .await;
+    let response = app
+        .post_json("/email/verify", &json!({"token": mail.token}))
+        .await;
     assert_eq!(response.status(), StatusCode::NO_CONTENT);
 }
 
@@ -212,9 +262,12 @@ async fn asking_again_when_verified_is_a_no_op() {
     let app = spawn_app().await;
     let email = app.new_user().await;
     let mail = app.last_mail(&email).await;
-    app.post_json("/email/verify", &json!({"token": mail.token})).await;
+    app.post_json("/email/verify", &json!({"token": mail.token}))
+        .await;
     let login = app.login_ok(&email, PASSWORD).await;
-    let response = app.post_with_token("/email/verification", &login.access_token).await;
+    let response = app
+        .post_with_token("/email/verification", &login.access_token)
+        .await;
     assert_eq!(response.status(), StatusCode::ACCEPTED);
     assert_eq!(app.mails_to(&email).await.len(), 1, "no new mail");
 }
@@ -225,17 +278,23 @@ async fn at_most_five_mails_an_hour_go_to_one_address() {
     let email = app.new_user().await; // mail 1
     let login = app.login_ok(&email, PASSWORD).await;
     for _ in 0..4 {
-        let response = app.post_with_token("/email/verification", &login.access_token).await;
+        let response = app
+            .post_with_token("/email/verification", &login.access_token)
+            .await;
         assert_eq!(response.status(), StatusCode::ACCEPTED);
     }
-    let response = app.post_with_token("/email/verification", &login.access_token).await;
+    let response = app
+        .post_with_token("/email/verification", &login.access_token)
+        .await;
     let body = assert_error(response, StatusCode::TOO_MANY_REQUESTS, "too_many_requests").await;
     assert!(body["message"].is_string());
     assert_eq!(app.mails_to(&email).await.len(), 5);
     // An hour later the address gets mail again.
     app.advance(3601);
     let login = app.login_ok(&email, PASSWORD).await;
-    let response = app.post_with_token("/email/verification", &login.access_token).await;
+    let response = app
+        .post_with_token("/email/verification", &login.access_token)
+        .await;
     assert_eq!(response.status(), StatusCode::ACCEPTED);
     assert_eq!(app.mails_to(&email).await.len(), 6);
 }
@@ -243,7 +302,12 @@ async fn at_most_five_mails_an_hour_go_to_one_address() {
 #[tokio::test]
 async fn verification_needs_a_bearer_token() {
     let app = spawn_app().await;
-    let response = app.client.post(app.url("/email/verification")).send().await.unwrap();
+    let response = app
+        .client
+        .post(app.url("/email/verification"))
+        .send()
+        .await
+        .unwrap();
     assert_error(response, StatusCode::UNAUTHORIZED, "missing_token").await;
 }
 
@@ -257,9 +321,15 @@ async fn with_verification_required_an_unverified_login_is_refused_and_mailed() 
     assert_error(response, StatusCode::UNAUTHORIZED, "invalid_credentials").await;
     let response = app.login(&email, PASSWORD).await;
     assert_error(response, StatusCode::FORBIDDEN, "email_not_verified").await;
-    assert_eq!(app.mails_to(&email).await.len(), 2, "a new verification mail");
+    assert_eq!(
+        app.mails_to(&email).await.len(),
+        2,
+        "a new verification mail"
+    );
     let mail = app.last_mail(&email).await;
-    let response = app.post_json("/email/verify", &json!({"token": mail.token})).await;
+    let response = app
+        .post_json("/email/verify", &json!({"token": mail.token}))
+        .await;
     assert_eq!(response.status(), StatusCode::NO_CONTENT);
     let login = app.login_ok(&email, PASSWORD).await;
     assert_eq!(decode_claims(&login.access_token)["email_verified"], true);
