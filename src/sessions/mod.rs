@@ -40,6 +40,15 @@ pub struct TokenPair {
     pub session_id: Uuid,
 }
 
+/// Whose session it is, as the access token's claims say: read from the
+/// database at login and at every refresh.
+#[derive(Debug)]
+struct Holder {
+    user_id: Uuid,
+    role: crate::auth::Role,
+    email_verified: bool,
+}
+
 /// Where a session is opened from, as shown in the session list.
 #[derive(Debug, Default, Clone)]
 pub struct Device {
@@ -167,15 +176,12 @@ impl Sessions {
             .revoke_sessions_beyond(user.id, new.id, self.config.max_per_user, now)
             .await?;
         self.revoked(&evicted, now, RevocationReason::session_cap, None, user.id);
-        self.pair(
-            new.id,
-            user.id,
-            user.role.0,
-            user.email_verified(),
-            0,
-            new.idle_expires_at,
-            now,
-        )
+        let holder = Holder {
+            user_id: user.id,
+            role: user.role.0,
+            email_verified: user.email_verified(),
+        };
+        self.pair(new.id, &holder, 0, new.idle_expires_at, now)
     }
 
     /// Spends a refresh token and answers the next pair (API.md, "Reuse").
@@ -447,11 +453,14 @@ impl Sessions {
     }
 
     fn pair_for(&self, session: &Session, now: DateTime<Utc>) -> Result<TokenPair, SessionError> {
+        let holder = Holder {
+            user_id: session.user_id,
+            role: session.role.0,
+            email_verified: session.email_verified,
+        };
         self.pair(
             session.id,
-            session.user_id,
-            session.role.0,
-            session.email_verified,
+            &holder,
             session.generation,
             session.idle_expires_at,
             now,
@@ -462,16 +471,18 @@ impl Sessions {
     fn pair(
         &self,
         session_id: Uuid,
-        user_id: Uuid,
-        role: crate::auth::Role,
-        email_verified: bool,
+        holder: &Holder,
         generation: i64,
         refresh_expires_at: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<TokenPair, SessionError> {
-        let access = self
-            .tokens
-            .issue(user_id, session_id, role, email_verified, now)?;
+        let access = self.tokens.issue(
+            holder.user_id,
+            session_id,
+            holder.role,
+            holder.email_verified,
+            now,
+        )?;
         Ok(TokenPair {
             access_token: access.token,
             expires_in: access.expires_in,
