@@ -15,9 +15,12 @@ ALTER TABLE users ADD COLUMN deleted_at TEXT;
 -- newer grant of the same user and purpose ends the older ones; the 5th wrong
 -- code ends it too. Rows stay after they end until housekeeping removes them,
 -- so the per-address mail count covers the last hour whatever became of them.
+-- A row with no user_id is the decoy of a reset asked for an address with no
+-- account: written by the same statements as a real grant (so the answer
+-- takes as long), never mailed, never matched by a spend.
 CREATE TABLE mail_grants (
     id          BLOB PRIMARY KEY NOT NULL,
-    user_id     BLOB NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    user_id     BLOB REFERENCES users (id) ON DELETE CASCADE,
     purpose     TEXT NOT NULL CHECK (purpose IN ('verify', 'reset', 'email-change')),
     email       TEXT NOT NULL,      -- the address the mail went to
     new_email   TEXT,               -- email-change: the address to switch to

@@ -194,7 +194,7 @@ impl Accounts {
             return Err(AccountError::AccountDisabled);
         }
         if self.config.require_email_verification && !user.email_verified() {
-            self.issue(user.id, Purpose::Verify, &user.email, None, &[])
+            self.issue(Some(user.id), Purpose::Verify, &user.email, None, &[])
                 .await?;
             return Err(AccountError::EmailNotVerified);
         }
@@ -205,7 +205,7 @@ impl Accounts {
     /// per-address cap.
     async fn issue(
         &self,
-        user: Uuid,
+        user: Option<Uuid>,
         purpose: Purpose,
         to: &str,
         new_email: Option<&str>,
@@ -219,7 +219,7 @@ impl Accounts {
             .store
             .issue_grant(user, &grant, &mails, self.cap(now), now)
             .await?;
-        if issued == GrantIssue::Issued {
+        if let (GrantIssue::Issued, Some(user)) = (issued, user) {
             self.telemetry.account_event(purpose_event(purpose), user);
         }
         Ok(issued)
@@ -232,10 +232,10 @@ impl Accounts {
             return Ok(());
         }
         match self
-            .issue(user.id, Purpose::Verify, &user.email, None, &[])
+            .issue(Some(user.id), Purpose::Verify, &user.email, None, &[])
             .await?
         {
-            GrantIssue::Issued => Ok(()),
+            GrantIssue::Issued | GrantIssue::Decoy => Ok(()),
             GrantIssue::Capped => Err(AccountError::TooManyMails),
             GrantIssue::NoAccount => Err(AccountError::NotFound),
         }
@@ -302,10 +302,9 @@ impl Accounts {
     pub async fn forgot_password(&self, email: &str) -> Result<(), AccountError> {
         let email = normalize_email(email).ok_or(AccountError::InvalidEmail)?;
         let user = self.store.find_user_by_email(&email).await?;
-        // An unknown address runs the same statement path on an id no row
-        // has: the transaction finds no account and writes nothing.
-        let user_id = user.map_or_else(Uuid::new_v4, |u| u.id);
-        self.issue(user_id, Purpose::Reset, &email, None, &[])
+        // An unknown address runs the same statements and stores a decoy
+        // grant (no mail): the same writes, so about the same time.
+        self.issue(user.map(|u| u.id), Purpose::Reset, &email, None, &[])
             .await?;
         Ok(())
     }
@@ -360,7 +359,7 @@ impl Accounts {
         let notice = mails::change_requested_notice(&self.config, &user.email, &new_email);
         match self
             .issue(
-                user.id,
+                Some(user.id),
                 Purpose::EmailChange,
                 &new_email,
                 Some(&new_email),
@@ -368,7 +367,7 @@ impl Accounts {
             )
             .await?
         {
-            GrantIssue::Issued => Ok(()),
+            GrantIssue::Issued | GrantIssue::Decoy => Ok(()),
             GrantIssue::Capped => Err(AccountError::TooManyMails),
             GrantIssue::NoAccount => Err(AccountError::NotFound),
         }

@@ -98,6 +98,8 @@ pub struct MailCap {
 pub enum GrantIssue {
     /// Stored, older grants of the same purpose ended, mails queued.
     Issued,
+    /// A decoy for an address with no account: stored, no mail.
+    Decoy,
     /// The address had its mails for the hour: nothing written.
     Capped,
     /// No such (live) account: nothing written.
@@ -147,9 +149,13 @@ impl Store {
     /// one after the other), ends the user's older live grants of the same
     /// purpose (a newer mail supersedes the older), and refuses when the
     /// grant's address already had `cap.limit` grants since `cap.since`.
+    ///
+    /// `user_id` `None` stores a decoy: the same statements for an address
+    /// with no account (a row no spend matches, no mail), so that
+    /// `/password/forgot` costs the same whether or not the address has one.
     pub async fn issue_grant(
         &self,
-        user_id: Uuid,
+        user_id: Option<Uuid>,
         grant: &NewGrant,
         mails: &[NewMail],
         cap: MailCap,
@@ -163,8 +169,10 @@ impl Store {
                          WHERE user_id = $2 AND purpose = $3 AND ended_at IS NULL";
         let outcome = on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
-            let found = sqlx::query(lock).bind(user_id).execute(&mut *tx).await?.rows_affected();
-            if found != 1 {
+            let found = sqlx::query(lock)
+                .bind(user_id.unwrap_or_else(Uuid::nil))
+                .execute(&mut *tx).await?.rows_affected();
+            if found != 1 && user_id.is_some() {
                 return Ok(GrantIssue::NoAccount);
             }
             let sent: i64 = sqlx::query_scalar(count)
@@ -175,6 +183,10 @@ impl Store {
             sqlx::query(supersede)
                 .bind(now).bind(user_id).bind(grant.purpose).execute(&mut *tx).await?;
             insert_grant!(&mut *tx, user_id, grant, now)?;
+            if user_id.is_none() {
+                tx.commit().await?;
+                return Ok(GrantIssue::Decoy);
+            }
             for mail in mails {
                 enqueue_mail!(&mut *tx, mail, now)?;
             }
@@ -196,7 +208,7 @@ impl Store {
     ) -> Result<Option<Grant>, StoreError> {
         let sql = format!(
             "SELECT {GRANT_COLUMNS} FROM mail_grants WHERE token_mac = $1 AND purpose = $2 \
-             AND ended_at IS NULL AND expires_at > $3"
+             AND user_id IS NOT NULL AND ended_at IS NULL AND expires_at > $3"
         );
         for mac in macs {
             let found = on_pool!(self, pool => sqlx::query_as::<_, Grant>(&sql)
