@@ -32,6 +32,7 @@ pub mod connections;
 pub mod error;
 pub mod http;
 pub mod limits;
+pub mod mail;
 pub mod openapi;
 pub mod private_files;
 pub mod revocation_sync;

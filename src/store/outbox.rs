@@ -46,8 +46,9 @@
 //! dies between the SMTP server accepting a mail and recording it.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+
+use prometheus_client::metrics::counter::Counter;
 
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
@@ -116,7 +117,8 @@ pub(super) use enqueue_mail;
 #[derive(Debug, Default)]
 pub(super) struct OutboxSignal {
     wake: tokio::sync::Notify,
-    queued: AtomicU64,
+    /// Read by the metrics (`auth_mails_queued_total`).
+    queued: Counter,
 }
 
 /// A mail taken by [`Store::claim_due_mails`], to deliver before its lease ends.
@@ -141,14 +143,21 @@ impl Store {
     /// Tells this instance's sender that `n` mails were committed to the
     /// outbox, and counts them. Call after the commit that queued them.
     pub fn mail_queued(&self, n: u64) {
-        self.outbox.queued.fetch_add(n, Ordering::Relaxed);
+        self.outbox.queued.inc_by(n);
+        self.wake_mail_sender();
+    }
+
+    /// Makes this instance's sender look for due mails now rather than at its
+    /// next poll (after [`Store::mail_queued`]; tests, after moving the clock).
+    pub fn wake_mail_sender(&self) {
         // A stored permit: a sender busy right now looks again when done.
         self.outbox.wake.notify_one();
     }
 
-    /// Mails queued through this store since start (for the metrics).
-    pub fn mails_queued(&self) -> u64 {
-        self.outbox.queued.load(Ordering::Relaxed)
+    /// The count of mails queued through this store since start (registered
+    /// in the metrics).
+    pub fn mails_queued_counter(&self) -> Counter {
+        self.outbox.queued.clone()
     }
 
     /// Waits until a mail is queued on this instance, or `timeout` passes.

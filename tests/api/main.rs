@@ -21,6 +21,7 @@ mod leaks;
 mod limits;
 mod login;
 mod logout;
+mod mail;
 mod metrics;
 mod outage;
 mod password;
