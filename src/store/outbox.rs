@@ -264,3 +264,66 @@ impl Store {
 pub(super) fn new_signal() -> Arc<OutboxSignal> {
     Arc::new(OutboxSignal::default())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::PoolSettings;
+
+    impl Store {
+        /// What a flow's store method does: a change and its mail in one
+        /// transaction, committed or not.
+        async fn queue_in_transaction(
+            &self,
+            mail: &NewMail,
+            commit: bool,
+        ) -> Result<(), StoreError> {
+            let now = Utc::now();
+            on_pool!(self, pool => {
+                let mut tx = pool.begin().await?;
+                sqlx::query("INSERT INTO data_migrations (name, completed_at) VALUES ($1, $2)")
+                    .bind(&mail.subject).bind(now).execute(&mut *tx).await?;
+                enqueue_mail!(&mut *tx, mail, now)?;
+                if commit {
+                    tx.commit().await?;
+                }
+                Ok::<_, sqlx::Error>(())
+            })?;
+            if commit {
+                self.mail_queued(1);
+            }
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_mail_commits_or_rolls_back_with_the_change_that_caused_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/t.db", dir.path().display());
+        let settings = PoolSettings {
+            max_connections: 2,
+            acquire_timeout: Duration::from_secs(5),
+        };
+        let store = Store::connect(&url.into(), &settings).await.unwrap();
+        let mail = |subject: &str| NewMail {
+            to: "a@example.com".into(),
+            subject: subject.into(),
+            body: "code 123456".into(),
+        };
+        store
+            .queue_in_transaction(&mail("rolled back"), false)
+            .await
+            .unwrap();
+        store
+            .queue_in_transaction(&mail("committed"), true)
+            .await
+            .unwrap();
+        let rows = store.outbox_for("a@example.com").await.unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].subject, "committed");
+        assert_eq!(rows[0].attempts, 0);
+        assert!(!store.data_migration_done("rolled back").await.unwrap());
+        assert!(store.data_migration_done("committed").await.unwrap());
+        assert_eq!(store.mails_queued_counter().get(), 1);
+    }
+}
