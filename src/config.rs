@@ -55,6 +55,8 @@ pub struct Config {
     /// closed at accept. Not applied with `TRUST_FORWARDED_FOR`: every
     /// connection then comes from the proxy.
     pub http_max_connections_per_ip: usize,
+    /// `MAIL_URL` (or `MAIL_URL_FILE`), `MAIL_FROM`, `MAIL_MAX_ATTEMPTS`.
+    pub mail: crate::mail::MailConfig,
 }
 
 /// The algorithm of the access tokens (`JWT_ALGORITHM`).
@@ -326,6 +328,24 @@ impl Config {
             usize::try_from(number("HTTP_MAX_CONNECTIONS_PER_IP", 256, 1)?)
                 .map_err(|_| ConfigError::new("HTTP_MAX_CONNECTIONS_PER_IP", "is too large"))?;
 
+        let mail = crate::mail::MailConfig {
+            target: match secret_or_file("MAIL_URL", "MAIL_URL_FILE", false)? {
+                Some((url, from)) => {
+                    crate::mail::parse_mail_url(&url).map_err(|e| ConfigError::new(from, e))?
+                }
+                None => crate::mail::parse_mail_url(crate::mail::DEFAULT_MAIL_URL)
+                    .map_err(|e| ConfigError::new("MAIL_URL", e))?,
+            },
+            from: crate::mail::parse_mail_from(
+                var("MAIL_FROM")
+                    .as_deref()
+                    .unwrap_or(crate::mail::DEFAULT_MAIL_FROM),
+            )
+            .map_err(|e| ConfigError::new("MAIL_FROM", e))?,
+            max_attempts: u32::try_from(number("MAIL_MAX_ATTEMPTS", 10, 1)?)
+                .map_err(|_| ConfigError::new("MAIL_MAX_ATTEMPTS", "is too large"))?,
+        };
+
         Ok(Self {
             database_url: SecretString::from(database_url),
             bind_addr,
@@ -340,6 +360,7 @@ impl Config {
             http_workers,
             http_request_timeout,
             http_max_connections_per_ip,
+            mail,
         })
     }
 

@@ -41,6 +41,10 @@ use crate::store::{PoolSettings, Store};
 const PRUNE_EVERY: Duration = Duration::from_secs(30);
 /// How many ended sessions one housekeeping tick deletes at most.
 const CLEANUP_BATCH: i64 = 1000;
+/// Sent and given-up mails are deleted this long after: long enough to answer
+/// "did my mail go out?", short enough that old bodies (codes and tokens,
+/// long expired by then) do not pile up.
+const MAIL_RETENTION: chrono::Duration = chrono::Duration::days(7);
 /// In-flight requests get this long to finish on shutdown.
 const SHUTDOWN_TIMEOUT_SECS: u64 = 20;
 /// actix-http's own timer on a connection's first head fires this long after
@@ -91,7 +95,8 @@ impl Application {
     ) -> anyhow::Result<Self> {
         let state = web::Data::new(build_state(&config, clock).await?);
         let port = listener.local_addr()?.port();
-        let tasks = spawn_housekeeping(state.clone().into_inner(), revocation_memory(&config));
+        let mut tasks = spawn_housekeeping(state.clone().into_inner(), revocation_memory(&config));
+        tasks.push(spawn_mail_sender(&state, &config)?);
 
         // Behind a proxy (TRUST_FORWARDED_FOR) every connection comes from the
         // proxy's address, so a per-address cap would cap the whole service.
@@ -331,7 +336,9 @@ async fn build_state(config: &Config, clock: SharedClock) -> anyhow::Result<AppS
         revocations.len(),
     );
 
-    let telemetry = Arc::new(crate::telemetry::Telemetry::new());
+    let telemetry = Arc::new(crate::telemetry::Telemetry::with_mails_queued(
+        store.mails_queued_counter(),
+    ));
     let sessions = Arc::new(Sessions::new(
         store.clone(),
         tokens.clone(),
@@ -528,9 +535,41 @@ fn spawn_housekeeping(state: Arc<AppState>, keep_revocations_for: Duration) -> V
             if let Err(e) = state.accounts.delete_old_grants(CLEANUP_BATCH).await {
                 log::warn!("housekeeping: cannot delete old mail grants: {e}");
             }
+            let before = state.clock.now() - MAIL_RETENTION;
+            match state
+                .store
+                .delete_finished_mails(before, CLEANUP_BATCH)
+                .await
+            {
+                Ok(0) => {}
+                Ok(n) => log::info!("housekeeping: deleted {n} sent or failed mail(s)"),
+                Err(e) => log::warn!("housekeeping: cannot delete finished mails: {e}"),
+            }
         }
     });
     vec![feed, reload, prune, cleanup]
+}
+
+/// The mail sender (see `mail::sender`). A transport that cannot be set up
+/// (a mail folder that cannot be created) stops the start.
+fn spawn_mail_sender(state: &AppState, config: &Config) -> anyhow::Result<JoinHandle<()>> {
+    let mail = &config.mail;
+    let transport = crate::mail::Transport::new(&mail.target)
+        .with_context(|| format!("cannot set up mail delivery to {} (MAIL_URL)", mail.target))?;
+    log::info!(
+        "mail: delivering to {} from {}, at most {} attempt(s) per mail",
+        mail.target,
+        mail.from,
+        mail.max_attempts
+    );
+    let sender = crate::mail::MailSender::new(
+        state.store.clone(),
+        transport,
+        mail,
+        state.clock.clone(),
+        state.telemetry.mail.clone(),
+    );
+    Ok(tokio::spawn(Arc::new(sender).run()))
 }
 
 /// One line per request: client, method, route pattern, status, size and time.

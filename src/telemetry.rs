@@ -119,6 +119,8 @@ pub struct Telemetry {
     pub db_connections_idle: Gauge,
     pub revocations_remembered: Gauge,
     pub rate_limiter_keys: Gauge,
+    /// Mails sent, retried, given up (counted by the mail sender).
+    pub mail: crate::mail::sender::MailMetrics,
 }
 
 impl Default for Telemetry {
@@ -129,6 +131,12 @@ impl Default for Telemetry {
 
 impl Telemetry {
     pub fn new() -> Self {
+        Self::with_mails_queued(Counter::default())
+    }
+
+    /// As [`Telemetry::new`], counting queued mails with `mails_queued` (the
+    /// store's counter: mails are queued by store methods, see `store::outbox`).
+    pub fn with_mails_queued(mails_queued: Counter) -> Self {
         let mut registry = Registry::with_prefix("auth");
         let requests = Family::<RequestLabels, Counter>::default();
         let latency = Family::<RequestLabels, Histogram>::new_with_constructor(|| {
@@ -209,6 +217,27 @@ impl Telemetry {
             "Client IPs and emails the rate limiter tracks",
             limiter.clone(),
         );
+        let mail = crate::mail::sender::MailMetrics::default();
+        registry.register(
+            "mails_queued",
+            "Mails written to the outbox by this instance",
+            mails_queued,
+        );
+        registry.register(
+            "mails_sent",
+            "Mails delivered (accepted by the SMTP server, or written to the mail folder)",
+            mail.sent.clone(),
+        );
+        registry.register(
+            "mail_attempts_retried",
+            "Failed delivery attempts that will be retried after a backoff",
+            mail.retried.clone(),
+        );
+        registry.register(
+            "mails_failed",
+            "Mails given up: MAIL_MAX_ATTEMPTS failed attempts, or an invalid address",
+            mail.failed.clone(),
+        );
         Self {
             registry,
             requests,
@@ -226,6 +255,7 @@ impl Telemetry {
             db_connections_idle: idle,
             revocations_remembered: remembered,
             rate_limiter_keys: limiter,
+            mail,
         }
     }
 

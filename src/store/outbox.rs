@@ -46,8 +46,9 @@
 //! dies between the SMTP server accepting a mail and recording it.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+
+use prometheus_client::metrics::counter::Counter;
 
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
@@ -116,7 +117,8 @@ pub(super) use enqueue_mail;
 #[derive(Debug, Default)]
 pub(super) struct OutboxSignal {
     wake: tokio::sync::Notify,
-    queued: AtomicU64,
+    /// Read by the metrics (`auth_mails_queued_total`).
+    queued: Counter,
 }
 
 /// A mail taken by [`Store::claim_due_mails`], to deliver before its lease ends.
@@ -141,14 +143,21 @@ impl Store {
     /// Tells this instance's sender that `n` mails were committed to the
     /// outbox, and counts them. Call after the commit that queued them.
     pub fn mail_queued(&self, n: u64) {
-        self.outbox.queued.fetch_add(n, Ordering::Relaxed);
+        self.outbox.queued.inc_by(n);
+        self.wake_mail_sender();
+    }
+
+    /// Makes this instance's sender look for due mails now rather than at its
+    /// next poll (after [`Store::mail_queued`]; tests, after moving the clock).
+    pub fn wake_mail_sender(&self) {
         // A stored permit: a sender busy right now looks again when done.
         self.outbox.wake.notify_one();
     }
 
-    /// Mails queued through this store since start (for the metrics).
-    pub fn mails_queued(&self) -> u64 {
-        self.outbox.queued.load(Ordering::Relaxed)
+    /// The count of mails queued through this store since start (registered
+    /// in the metrics).
+    pub fn mails_queued_counter(&self) -> Counter {
+        self.outbox.queued.clone()
     }
 
     /// Waits until a mail is queued on this instance, or `timeout` passes.
@@ -254,4 +263,67 @@ impl Store {
 /// Keeps the signal alive across clones of the store.
 pub(super) fn new_signal() -> Arc<OutboxSignal> {
     Arc::new(OutboxSignal::default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::PoolSettings;
+
+    impl Store {
+        /// What a flow's store method does: a change and its mail in one
+        /// transaction, committed or not.
+        async fn queue_in_transaction(
+            &self,
+            mail: &NewMail,
+            commit: bool,
+        ) -> Result<(), StoreError> {
+            let now = Utc::now();
+            on_pool!(self, pool => {
+                let mut tx = pool.begin().await?;
+                sqlx::query("INSERT INTO data_migrations (name, completed_at) VALUES ($1, $2)")
+                    .bind(&mail.subject).bind(now).execute(&mut *tx).await?;
+                enqueue_mail!(&mut *tx, mail, now)?;
+                if commit {
+                    tx.commit().await?;
+                }
+                Ok::<_, sqlx::Error>(())
+            })?;
+            if commit {
+                self.mail_queued(1);
+            }
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_mail_commits_or_rolls_back_with_the_change_that_caused_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/t.db", dir.path().display());
+        let settings = PoolSettings {
+            max_connections: 2,
+            acquire_timeout: Duration::from_secs(5),
+        };
+        let store = Store::connect(&url.into(), &settings).await.unwrap();
+        let mail = |subject: &str| NewMail {
+            to: "a@example.com".into(),
+            subject: subject.into(),
+            body: "code 123456".into(),
+        };
+        store
+            .queue_in_transaction(&mail("rolled back"), false)
+            .await
+            .unwrap();
+        store
+            .queue_in_transaction(&mail("committed"), true)
+            .await
+            .unwrap();
+        let rows = store.outbox_for("a@example.com").await.unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].subject, "committed");
+        assert_eq!(rows[0].attempts, 0);
+        assert!(!store.data_migration_done("rolled back").await.unwrap());
+        assert!(store.data_migration_done("committed").await.unwrap());
+        assert_eq!(store.mails_queued_counter().get(), 1);
+    }
 }

@@ -33,6 +33,9 @@ pub struct TestApp {
     pub clock: Arc<ShiftedClock>,
     /// Keeps the SQLite folder alive for the test's duration.
     _dir: Option<tempfile::TempDir>,
+    /// Where this app's mails go unless the test set `MAIL_URL` (each mail an
+    /// `.eml` file), so tests never write into the checkout's `data/mail`.
+    pub mail_dir: tempfile::TempDir,
 }
 
 /// A logged-in user: the answer of `/login`.
@@ -64,6 +67,7 @@ pub fn unique_email() -> String {
 /// Spawns the app with extra environment variables (over the test defaults).
 pub async fn spawn_app_with(vars: &[(&str, &str)]) -> TestApp {
     let (database_url, dir) = fresh_database().await;
+    let mail_dir = tempfile::tempdir().expect("a temp folder");
     let mut env: HashMap<String, String> = HashMap::from([
         ("DATABASE_URL".into(), database_url),
         ("BIND_ADDR".into(), "127.0.0.1:0".into()),
@@ -73,6 +77,10 @@ pub async fn spawn_app_with(vars: &[(&str, &str)]) -> TestApp {
         // Every test client is 127.0.0.1, and the flood tests open hundreds
         // of connections at once; the cap has its own tests (slow_clients).
         ("HTTP_MAX_CONNECTIONS_PER_IP".into(), "100000".into()),
+        (
+            "MAIL_URL".into(),
+            format!("file://{}", mail_dir.path().display()),
+        ),
     ]);
     for (k, v) in vars {
         env.insert((*k).into(), (*v).into());
@@ -97,6 +105,7 @@ pub async fn spawn_app_with(vars: &[(&str, &str)]) -> TestApp {
         config,
         clock,
         _dir: dir,
+        mail_dir,
     }
 }
 
@@ -137,6 +146,11 @@ impl TestApp {
     /// refresh tokens and access-token expiry.
     pub fn advance(&self, seconds: u64) {
         self.clock.advance(Duration::from_secs(seconds));
+    }
+
+    /// The app's "now" (moved by [`TestApp::advance`]).
+    pub fn clock_now(&self) -> chrono::DateTime<chrono::Utc> {
+        auth_api::clock::Clock::now(self.clock.as_ref())
     }
 
     /// The database this app uses (to start a second server on it).

@@ -23,6 +23,7 @@ mod leaks;
 mod limits;
 mod login;
 mod logout;
+mod mail;
 mod metrics;
 mod outage;
 mod password;
