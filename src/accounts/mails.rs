@@ -92,3 +92,54 @@ pub(super) fn deleted_notice(config: &AccountConfig, old: &str) -> NewMail {
         ),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::mail_grants::generate;
+
+    fn config() -> AccountConfig {
+        AccountConfig {
+            require_email_verification: false,
+            app_name: "Acme".into(),
+            app_link_url: "https://acme.example/auth".into(),
+            mail_code_ttl: std::time::Duration::from_secs(1800),
+        }
+    }
+
+    #[test]
+    fn a_grant_mail_names_the_app_and_carries_the_link_and_the_code() {
+        let secrets = generate();
+        for purpose in [Purpose::Verify, Purpose::Reset, Purpose::EmailChange] {
+            let mail = grant_mail(&config(), purpose, "a@example.com", &secrets);
+            assert_eq!(mail.to, "a@example.com");
+            assert!(mail.subject.starts_with("Acme: "), "{}", mail.subject);
+            let link = format!(
+                "https://acme.example/auth?purpose={}&token={}",
+                purpose.as_str(),
+                secrets.token.as_str()
+            );
+            assert!(mail.body.contains(&link), "{}", mail.body);
+            assert!(
+                mail.body
+                    .contains(&format!("code in the app: {}", secrets.code.as_str()))
+            );
+            assert!(mail.body.contains("30 minutes"));
+        }
+    }
+
+    #[test]
+    fn notices_carry_no_token_or_code() {
+        let c = config();
+        for mail in [
+            change_requested_notice(&c, "old@example.com", "new@example.com"),
+            changed_notice(&c, "old@example.com", "new@example.com"),
+            deleted_notice(&c, "old@example.com"),
+        ] {
+            assert_eq!(mail.to, "old@example.com");
+            assert!(mail.subject.starts_with("Acme: "));
+            assert!(!mail.body.contains("token="));
+            assert!(!mail.body.contains("code"));
+        }
+    }
+}

@@ -161,9 +161,10 @@ impl Store {
     ) -> Result<EmailNormalization, StoreError> {
         let mut report = EmailNormalization::default();
         // Oldest first: of two accounts that now normalise alike, the older
-        // keeps the address, whatever the table's physical order.
+        // keeps the address, whatever the table's physical order. Deleted
+        // accounts hold no address (their tombstone is not an email).
         let users: Vec<(Uuid, String)> = on_pool!(self, pool =>
-            sqlx::query_as("SELECT id, email FROM users ORDER BY created_at, id").fetch_all(pool).await)?;
+            sqlx::query_as("SELECT id, email FROM users WHERE deleted_at IS NULL ORDER BY created_at, id").fetch_all(pool).await)?;
         for (id, email) in users {
             let Some(normal) = normalize(&email) else {
                 report.invalid.push(id);
