@@ -607,3 +607,64 @@ async fn a_good_mail_url_from_a_file_is_logged_redacted() {
     assert!(log.contains("smtps://user:***@127.0.0.1:1"), "{log}");
     assert!(!log.contains("hunter2"), "{log}");
 }
+
+#[tokio::test]
+async fn an_invalid_recipient_is_given_up_at_once() {
+    let app = spawn_app_with(&[]).await;
+    let to = "not an address";
+    app.state
+        .store
+        .enqueue_mail(&mail(to, 9), app.clock_now())
+        .await
+        .unwrap();
+    wait_outbox(&app, to, |m| m[0].failed_at.is_some()).await;
+    let row = &outbox(&app, to).await[0];
+    assert_eq!(row.attempts, 1);
+    assert_eq!(
+        row.last_error.as_deref(),
+        Some("the recipient's address is not valid")
+    );
+    assert_eq!(metric(&app, "auth_mails_failed_total").await, 1);
+    assert!(eml_files(app.mail_dir.path()).is_empty());
+}
+
+#[tokio::test]
+async fn finished_mails_are_deleted_after_seven_days_and_pending_ones_never() {
+    let app = spawn_app_with(&[("SESSION_CLEANUP_INTERVAL", "1")]).await;
+    let store = &app.state.store;
+    let (sent, failed, pending) = (unique_email(), "not an address", unique_email());
+    store
+        .enqueue_mail(&mail(&sent, 10), app.clock_now())
+        .await
+        .unwrap();
+    store
+        .enqueue_mail(&mail(failed, 11), app.clock_now())
+        .await
+        .unwrap();
+    // Due in a month: still pending when the others are deleted.
+    let later = app.clock_now() + chrono::Duration::days(30);
+    store
+        .enqueue_mail(&mail(&pending, 12), later)
+        .await
+        .unwrap();
+    wait_outbox(&app, &sent, |m| m[0].sent_at.is_some()).await;
+    wait_outbox(&app, failed, |m| m[0].failed_at.is_some()).await;
+
+    // Six days on, nothing is old enough.
+    app.advance(6 * 86_400);
+    let six_days_on = app.clock_now();
+    let deleted = store
+        .delete_finished_mails(six_days_on - chrono::Duration::days(7), 1000)
+        .await
+        .unwrap();
+    assert_eq!(deleted, 0);
+
+    // Eight days on, the housekeeping task deletes both finished mails.
+    app.advance(2 * 86_400);
+    let gone = eventually(Duration::from_secs(30), || async {
+        outbox(&app, &sent).await.is_empty() && outbox(&app, failed).await.is_empty()
+    })
+    .await;
+    assert!(gone.is_some(), "finished mails were kept");
+    assert_eq!(outbox(&app, &pending).await.len(), 1);
+}
