@@ -45,14 +45,27 @@ struct SmtpSink {
     port: u16,
     dir: tempfile::TempDir,
     child: Option<Child>,
+    /// The TLS mode, certificate and key, if any (see smtp_sink.py).
+    tls: Vec<String>,
 }
 
 impl SmtpSink {
     async fn start() -> Self {
+        Self::start_with(Vec::new()).await
+    }
+
+    /// A server with TLS: `mode` is "starttls" or "implicit".
+    async fn start_tls(mode: &str, certs: &TestCertificates) -> Self {
+        let path = |p: &Path| p.display().to_string();
+        Self::start_with(vec![mode.into(), path(&certs.chain), path(&certs.key)]).await
+    }
+
+    async fn start_with(tls: Vec<String>) -> Self {
         let mut sink = Self {
             port: free_port(),
             dir: tempfile::tempdir().unwrap(),
             child: None,
+            tls,
         };
         sink.up().await;
         sink
@@ -66,6 +79,7 @@ impl SmtpSink {
             .arg(script)
             .arg(self.port.to_string())
             .arg(self.dir.path())
+            .args(&self.tls)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -105,6 +119,106 @@ impl SmtpSink {
 impl Drop for SmtpSink {
     fn drop(&mut self) {
         self.down();
+    }
+}
+
+/// A private CA and a server certificate it signed for 127.0.0.1, made with
+/// the openssl command line.
+struct TestCertificates {
+    _dir: tempfile::TempDir,
+    ca: PathBuf,
+    chain: PathBuf,
+    key: PathBuf,
+}
+
+impl TestCertificates {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let at = |name: &str| dir.path().join(name);
+        std::fs::write(
+            at("server.ext"),
+            "basicConstraints=critical,CA:FALSE\nsubjectAltName=IP:127.0.0.1\n\
+             extendedKeyUsage=serverAuth\nkeyUsage=critical,digitalSignature\n",
+        )
+        .unwrap();
+        let openssl = |args: &[&str]| {
+            let out = Command::new("openssl")
+                .args(args)
+                .current_dir(dir.path())
+                .output()
+                .expect("openssl runs (the mail TLS tests need it)");
+            assert!(
+                out.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+        ];
+        openssl(
+            &[
+                &["req", "-x509"],
+                &ec[..],
+                &[
+                    "-keyout",
+                    "ca.key",
+                    "-out",
+                    "ca.pem",
+                    "-days",
+                    "2",
+                    "-subj",
+                    "/CN=auth-api test CA",
+                    "-addext",
+                    "basicConstraints=critical,CA:TRUE",
+                    "-addext",
+                    "keyUsage=critical,keyCertSign",
+                ],
+            ]
+            .concat(),
+        );
+        openssl(
+            &[
+                &["req"],
+                &ec[..],
+                &[
+                    "-keyout",
+                    "server.key",
+                    "-out",
+                    "server.csr",
+                    "-subj",
+                    "/CN=127.0.0.1",
+                ],
+            ]
+            .concat(),
+        );
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "server.ext",
+        ]);
+        Self {
+            ca: at("ca.pem"),
+            chain: at("server.pem"),
+            key: at("server.key"),
+            _dir: dir,
+        }
     }
 }
 
@@ -567,6 +681,8 @@ async fn a_bad_mail_url_stops_the_start_without_showing_its_password() {
         ("MAIL_URL_FILE", file.as_str()),
         ("MAIL_FROM", "not an address"),
         ("MAIL_MAX_ATTEMPTS", "0"),
+        // A CA for a connection without TLS is a mistake.
+        ("MAIL_TLS_CA_FILE", "/etc/ssl/ca.pem"),
     ] {
         let err = auth_api::config::Config::from_lookup(|k| (k == var).then(|| value.to_owned()))
             .expect_err(value);
@@ -667,4 +783,67 @@ async fn finished_mails_are_deleted_after_seven_days_and_pending_ones_never() {
     .await;
     assert!(gone.is_some(), "finished mails were kept");
     assert_eq!(outbox(&app, &pending).await.len(), 1);
+}
+
+/// Delivers one mail over TLS through `url` and checks it arrived intact.
+async fn delivered_over_tls(sink: &SmtpSink, url: &str, ca: &Path) {
+    let app = spawn_app_with(&[
+        ("MAIL_URL", url),
+        ("MAIL_TLS_CA_FILE", &ca.display().to_string()),
+    ])
+    .await;
+    let to = unique_email();
+    app.state
+        .store
+        .enqueue_mail(&mail(&to, 13), app.clock_now())
+        .await
+        .unwrap();
+    wait_outbox(&app, &to, |m| m[0].sent_at.is_some()).await;
+    let messages = sink.messages();
+    assert_eq!(messages.len(), 1);
+    assert_eq!(header(&messages[0], "Subject"), Some("Your code 13"));
+    assert!(messages[0].contains("your code is 471113."));
+}
+
+#[tokio::test]
+async fn smtps_delivers_over_tls_to_a_server_whose_certificate_verifies() {
+    require_smtp!();
+    let certs = TestCertificates::new();
+    let sink = SmtpSink::start_tls("implicit", &certs).await;
+    let url = format!("smtps://127.0.0.1:{}", sink.port);
+    delivered_over_tls(&sink, &url, &certs.ca).await;
+}
+
+#[tokio::test]
+async fn starttls_required_upgrades_then_delivers() {
+    require_smtp!();
+    let certs = TestCertificates::new();
+    // The server refuses MAIL FROM before STARTTLS: delivery proves the upgrade.
+    let sink = SmtpSink::start_tls("starttls", &certs).await;
+    let url = format!("smtp://127.0.0.1:{}?tls=required", sink.port);
+    delivered_over_tls(&sink, &url, &certs.ca).await;
+}
+
+#[tokio::test]
+async fn a_certificate_that_does_not_verify_gets_no_mail() {
+    require_smtp!();
+    let certs = TestCertificates::new();
+    let sink = SmtpSink::start_tls("implicit", &certs).await;
+    // Without MAIL_TLS_CA_FILE the private CA is unknown: the handshake fails.
+    let url = format!("smtps://127.0.0.1:{}", sink.port);
+    let app = spawn_app_with(&[("MAIL_URL", &url)]).await;
+    let to = unique_email();
+    app.state
+        .store
+        .enqueue_mail(&mail(&to, 14), app.clock_now())
+        .await
+        .unwrap();
+    wait_outbox(&app, &to, |m| m[0].last_error.is_some()).await;
+    let row = &outbox(&app, &to).await[0];
+    assert!(row.sent_at.is_none());
+    assert!(
+        row.last_error.as_deref().unwrap().starts_with("smtp "),
+        "{row:?}"
+    );
+    assert!(sink.messages().is_empty());
 }
