@@ -847,3 +847,58 @@ async fn a_certificate_that_does_not_verify_gets_no_mail() {
     );
     assert!(sink.messages().is_empty());
 }
+
+#[tokio::test]
+async fn mail_bodies_and_recipients_never_reach_the_log_even_at_trace() {
+    require_smtp!();
+    let sink = SmtpSink::start().await;
+    let folder = tempfile::tempdir().unwrap();
+    let database_url = format!("sqlite://{}/auth.db", folder.path().display());
+    let server = ServerProcess::start(&[
+        ("DATABASE_URL", database_url.as_str()),
+        ("MAIL_URL", &sink.url()),
+        ("RUST_LOG", "trace"),
+    ])
+    .await;
+    // Queued by another process on the same database: the server's sender
+    // finds it by polling.
+    let store = Store::connect(
+        &secrecy::SecretString::from(database_url),
+        &auth_api::store::PoolSettings {
+            max_connections: 1,
+            acquire_timeout: Duration::from_secs(5),
+        },
+    )
+    .await
+    .unwrap();
+    let to = format!(
+        "secret-recipient-{}@example.org",
+        uuid::Uuid::new_v4().simple()
+    );
+    let queued = NewMail {
+        to: to.clone(),
+        subject: "Your code".into(),
+        body: "Your code is 918273, or open https://app.example/?token=s3cr3t-t0ken-value".into(),
+    };
+    store
+        .enqueue_mail(&queued, chrono::Utc::now())
+        .await
+        .unwrap();
+    let arrived = eventually(Duration::from_secs(30), || async {
+        sink.messages().len() == 1
+    })
+    .await;
+    assert!(arrived.is_some(), "{}", server.log());
+    assert!(sink.messages()[0].contains("918273"));
+    let logged = eventually(Duration::from_secs(10), || async {
+        server.log().contains("mail: sent id=")
+    })
+    .await;
+    let log = server.log();
+    assert!(logged.is_some(), "{log}");
+    assert!(log.contains("to=*@example.org"), "{log}");
+    for secret in ["918273", "s3cr3t-t0ken-value", "secret-recipient"] {
+        assert!(!log.contains(secret), "{secret} in the log:\n{log}");
+    }
+    store.close().await;
+}
