@@ -344,7 +344,17 @@ impl Config {
             .map_err(|e| ConfigError::new("MAIL_FROM", e))?,
             max_attempts: u32::try_from(number("MAIL_MAX_ATTEMPTS", 10, 1)?)
                 .map_err(|_| ConfigError::new("MAIL_MAX_ATTEMPTS", "is too large"))?,
+            tls_ca_file: var("MAIL_TLS_CA_FILE").map(|v| PathBuf::from(v.trim())),
         };
+        if mail.tls_ca_file.is_some()
+            && !matches!(&mail.target, crate::mail::MailTarget::Smtp(url)
+                if url.tls() != crate::mail::SmtpTls::None)
+        {
+            return Err(ConfigError::new(
+                "MAIL_TLS_CA_FILE",
+                "needs a MAIL_URL with TLS (smtps:// or smtp://…?tls=required)",
+            ));
+        }
 
         Ok(Self {
             database_url: SecretString::from(database_url),

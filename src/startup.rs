@@ -551,11 +551,11 @@ fn spawn_housekeeping(state: Arc<AppState>, keep_revocations_for: Duration) -> V
 }
 
 /// The mail sender (see `mail::sender`). A transport that cannot be set up
-/// (a mail folder that cannot be created) stops the start.
+/// (a mail folder that cannot be created, an unreadable `MAIL_TLS_CA_FILE`)
+/// stops the start.
 fn spawn_mail_sender(state: &AppState, config: &Config) -> anyhow::Result<JoinHandle<()>> {
     let mail = &config.mail;
-    let transport = crate::mail::Transport::new(&mail.target)
-        .with_context(|| format!("cannot set up mail delivery to {} (MAIL_URL)", mail.target))?;
+    let transport = crate::mail::Transport::new(mail)?;
     log::info!(
         "mail: delivering to {} from {}, at most {} attempt(s) per mail",
         mail.target,

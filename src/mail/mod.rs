@@ -33,6 +33,9 @@ pub struct MailConfig {
     pub from: Mailbox,
     /// Delivery attempts per mail before it is given up.
     pub max_attempts: u32,
+    /// `MAIL_TLS_CA_FILE`: PEM root certificates trusted for the SMTP server
+    /// besides the built-in Mozilla roots (a relay under a private CA).
+    pub tls_ca_file: Option<PathBuf>,
 }
 
 /// Where mails go.
@@ -49,6 +52,19 @@ pub enum MailTarget {
 pub struct SmtpUrl {
     url: SecretString,
     redacted: String,
+    host: String,
+    tls: SmtpTls,
+}
+
+/// How an SMTP connection is protected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SmtpTls {
+    /// `smtps://`: TLS from the first byte.
+    Implicit,
+    /// `smtp://…?tls=required`: STARTTLS, and nothing is sent if it fails.
+    StartTls,
+    /// `smtp://`: plain text (a relay on this host; no password allowed).
+    None,
 }
 
 impl SmtpUrl {
@@ -59,6 +75,14 @@ impl SmtpUrl {
 
     pub(crate) fn expose(&self) -> &str {
         self.url.expose_secret()
+    }
+
+    pub fn tls(&self) -> SmtpTls {
+        self.tls
+    }
+
+    pub(crate) fn host(&self) -> &str {
+        &self.host
     }
 }
 
@@ -98,10 +122,10 @@ pub fn parse_mail_url(raw: &str) -> Result<MailTarget, String> {
             "unknown parameter {key:?} (only tls=required is known)"
         ));
     }
-    let encrypted = match (url.scheme(), tls.as_deref()) {
-        ("smtps", None) => true,
-        ("smtp", Some("required")) => true,
-        ("smtp", None) => false,
+    let mode = match (url.scheme(), tls.as_deref()) {
+        ("smtps", None) => SmtpTls::Implicit,
+        ("smtp", Some("required")) => SmtpTls::StartTls,
+        ("smtp", None) => SmtpTls::None,
         ("smtp" | "smtps", Some(other)) => {
             return Err(format!(
                 "tls={other:?} is not supported: use smtp://…?tls=required (STARTTLS), \
@@ -114,10 +138,15 @@ pub fn parse_mail_url(raw: &str) -> Result<MailTarget, String> {
             ));
         }
     };
-    if url.host_str().is_none_or(str::is_empty) {
+    let Some(host) = url.host_str().filter(|h| !h.is_empty()) else {
         return Err("names no host".into());
-    }
-    if url.password().is_some() && !encrypted {
+    };
+    // lettre wants an IPv6 host bare, as TLS names it.
+    let host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
+    if url.password().is_some() && mode == SmtpTls::None {
         // The password would cross the network in clear.
         return Err(
             "a password needs TLS: use smtps://… or smtp://…?tls=required, \
@@ -133,9 +162,11 @@ pub fn parse_mail_url(raw: &str) -> Result<MailTarget, String> {
     let smtp = SmtpUrl {
         url: SecretString::from(raw.to_owned()),
         redacted: shown.to_string(),
+        host,
+        tls: mode,
     };
     // lettre must accept it too; its error is not shown (it could quote the URL).
-    Transport::smtp(&smtp).map_err(|_| "is not an SMTP URL lettre accepts".to_owned())?;
+    Transport::smtp(&smtp, None).map_err(|_| "is not an SMTP URL lettre accepts".to_owned())?;
     Ok(MailTarget::Smtp(smtp))
 }
 

@@ -6,10 +6,12 @@ use std::time::Duration;
 
 use lettre::message::header::ContentType;
 use lettre::message::{Mailbox, Message};
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use uuid::Uuid;
 
-use super::{MailTarget, SmtpUrl};
+use super::{MailConfig, MailTarget, SmtpTls, SmtpUrl};
+use crate::config::ConfigError;
 
 /// How long one SMTP exchange may take (connect, TLS, each command) before
 /// the attempt counts as failed. Keeps a batch well inside the sender's lease.
@@ -49,15 +51,36 @@ impl std::fmt::Display for SendError {
 }
 
 impl Transport {
-    /// The transport of a checked `MAIL_URL`. A folder is created (mode 0700)
-    /// here, so a folder that cannot be created stops the start.
-    pub fn new(target: &MailTarget) -> std::io::Result<Self> {
-        match target {
-            MailTarget::Smtp(url) => Self::smtp(url).map_err(|_| {
-                std::io::Error::new(std::io::ErrorKind::InvalidInput, "MAIL_URL is not usable")
-            }),
+    /// The transport of a checked [`MailConfig`]. A folder is created (mode
+    /// 0700) and `MAIL_TLS_CA_FILE` read here, so either failing stops the
+    /// start with an error naming the variable.
+    pub fn new(config: &MailConfig) -> Result<Self, ConfigError> {
+        match &config.target {
+            MailTarget::Smtp(url) => {
+                let ca = match &config.tls_ca_file {
+                    None => None,
+                    Some(path) => Some(std::fs::read(path).map_err(|e| {
+                        ConfigError::new(
+                            "MAIL_TLS_CA_FILE",
+                            format!("cannot read the file ({})", e.kind()),
+                        )
+                    })?),
+                };
+                Self::smtp(url, ca.as_deref()).map_err(|_| match ca {
+                    Some(_) => ConfigError::new(
+                        "MAIL_TLS_CA_FILE",
+                        "holds no PEM certificate rustls accepts",
+                    ),
+                    None => ConfigError::new("MAIL_URL", "is not usable"),
+                })
+            }
             MailTarget::Folder(dir) => {
-                crate::private_files::create_dir_all(dir)?;
+                crate::private_files::create_dir_all(dir).map_err(|e| {
+                    ConfigError::new(
+                        "MAIL_URL",
+                        format!("cannot create the mail folder ({})", e.kind()),
+                    )
+                })?;
                 Ok(Transport::Folder(dir.clone()))
             }
         }
@@ -68,11 +91,25 @@ impl Transport {
     /// credentials, no message) if the server does not offer it or the
     /// upgrade fails; neither is plain text. Certificates are checked against
     /// the Mozilla roots built in (webpki-roots), so no system store is needed.
-    pub(super) fn smtp(url: &SmtpUrl) -> Result<Self, lettre::transport::smtp::Error> {
-        let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(url.expose())?
-            .timeout(Some(SMTP_TIMEOUT))
-            .build();
-        Ok(Transport::Smtp(transport))
+    /// `ca`: PEM roots trusted besides the built-in ones (`MAIL_TLS_CA_FILE`).
+    pub(super) fn smtp(
+        url: &SmtpUrl,
+        ca: Option<&[u8]>,
+    ) -> Result<Self, lettre::transport::smtp::Error> {
+        let mut builder = AsyncSmtpTransport::<Tokio1Executor>::from_url(url.expose())?
+            .timeout(Some(SMTP_TIMEOUT));
+        if let Some(pem) = ca {
+            let parameters = TlsParameters::builder(url.host().to_owned())
+                .add_root_certificate(Certificate::from_pem(pem)?)
+                .build()?;
+            builder = match url.tls() {
+                SmtpTls::Implicit => builder.tls(Tls::Wrapper(parameters)),
+                SmtpTls::StartTls => builder.tls(Tls::Required(parameters)),
+                // Refused in the configuration: a CA for a plain connection is a mistake.
+                SmtpTls::None => builder,
+            };
+        }
+        Ok(Transport::Smtp(builder.build()))
     }
 
     /// Delivers one mail: accepted by the SMTP server, or written to its file.

@@ -45,14 +45,27 @@ struct SmtpSink {
     port: u16,
     dir: tempfile::TempDir,
     child: Option<Child>,
+    /// The TLS mode, certificate and key, if any (see smtp_sink.py).
+    tls: Vec<String>,
 }
 
 impl SmtpSink {
     async fn start() -> Self {
+        Self::start_with(Vec::new()).await
+    }
+
+    /// A server with TLS: `mode` is "starttls" or "implicit".
+    async fn start_tls(mode: &str, certs: &TestCertificates) -> Self {
+        let path = |p: &Path| p.display().to_string();
+        Self::start_with(vec![mode.into(), path(&certs.chain), path(&certs.key)]).await
+    }
+
+    async fn start_with(tls: Vec<String>) -> Self {
         let mut sink = Self {
             port: free_port(),
             dir: tempfile::tempdir().unwrap(),
             child: None,
+            tls,
         };
         sink.up().await;
         sink
@@ -66,6 +79,7 @@ impl SmtpSink {
             .arg(script)
             .arg(self.port.to_string())
             .arg(self.dir.path())
+            .args(&self.tls)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -105,6 +119,106 @@ impl SmtpSink {
 impl Drop for SmtpSink {
     fn drop(&mut self) {
         self.down();
+    }
+}
+
+/// A private CA and a server certificate it signed for 127.0.0.1, made with
+/// the openssl command line.
+struct TestCertificates {
+    _dir: tempfile::TempDir,
+    ca: PathBuf,
+    chain: PathBuf,
+    key: PathBuf,
+}
+
+impl TestCertificates {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let at = |name: &str| dir.path().join(name);
+        std::fs::write(
+            at("server.ext"),
+            "basicConstraints=critical,CA:FALSE\nsubjectAltName=IP:127.0.0.1\n\
+             extendedKeyUsage=serverAuth\nkeyUsage=critical,digitalSignature\n",
+        )
+        .unwrap();
+        let openssl = |args: &[&str]| {
+            let out = Command::new("openssl")
+                .args(args)
+                .current_dir(dir.path())
+                .output()
+                .expect("openssl runs (the mail TLS tests need it)");
+            assert!(
+                out.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+        ];
+        openssl(
+            &[
+                &["req", "-x509"],
+                &ec[..],
+                &[
+                    "-keyout",
+                    "ca.key",
+                    "-out",
+                    "ca.pem",
+                    "-days",
+                    "2",
+                    "-subj",
+                    "/CN=auth-api test CA",
+                    "-addext",
+                    "basicConstraints=critical,CA:TRUE",
+                    "-addext",
+                    "keyUsage=critical,keyCertSign",
+                ],
+            ]
+            .concat(),
+        );
+        openssl(
+            &[
+                &["req"],
+                &ec[..],
+                &[
+                    "-keyout",
+                    "server.key",
+                    "-out",
+                    "server.csr",
+                    "-subj",
+                    "/CN=127.0.0.1",
+                ],
+            ]
+            .concat(),
+        );
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "server.ext",
+        ]);
+        Self {
+            ca: at("ca.pem"),
+            chain: at("server.pem"),
+            key: at("server.key"),
+            _dir: dir,
+        }
     }
 }
 
@@ -573,6 +687,8 @@ async fn a_bad_mail_url_stops_the_start_without_showing_its_password() {
         ("MAIL_URL_FILE", file.as_str()),
         ("MAIL_FROM", "not an address"),
         ("MAIL_MAX_ATTEMPTS", "0"),
+        // A CA for a connection without TLS is a mistake.
+        ("MAIL_TLS_CA_FILE", "/etc/ssl/ca.pem"),
     ] {
         let err = auth_api::config::Config::from_lookup(|k| (k == var).then(|| value.to_owned()))
             .expect_err(value);
@@ -612,4 +728,183 @@ async fn a_good_mail_url_from_a_file_is_logged_redacted() {
     let log = server.log();
     assert!(log.contains("smtps://user:***@127.0.0.1:1"), "{log}");
     assert!(!log.contains("hunter2"), "{log}");
+}
+
+#[tokio::test]
+async fn an_invalid_recipient_is_given_up_at_once() {
+    let app = spawn_app_with(&[]).await;
+    let to = "not an address";
+    app.state
+        .store
+        .enqueue_mail(&mail(to, 9), app.clock_now())
+        .await
+        .unwrap();
+    wait_outbox(&app, to, |m| m[0].failed_at.is_some()).await;
+    let row = &outbox(&app, to).await[0];
+    assert_eq!(row.attempts, 1);
+    assert_eq!(
+        row.last_error.as_deref(),
+        Some("the recipient's address is not valid")
+    );
+    assert_eq!(metric(&app, "auth_mails_failed_total").await, 1);
+    assert!(eml_files(app.mail_dir.path()).is_empty());
+}
+
+#[tokio::test]
+async fn finished_mails_are_deleted_after_seven_days_and_pending_ones_never() {
+    let app = spawn_app_with(&[("SESSION_CLEANUP_INTERVAL", "1")]).await;
+    let store = &app.state.store;
+    let (sent, failed, pending) = (unique_email(), "not an address", unique_email());
+    store
+        .enqueue_mail(&mail(&sent, 10), app.clock_now())
+        .await
+        .unwrap();
+    store
+        .enqueue_mail(&mail(failed, 11), app.clock_now())
+        .await
+        .unwrap();
+    // Due in a month: still pending when the others are deleted.
+    let later = app.clock_now() + chrono::Duration::days(30);
+    store
+        .enqueue_mail(&mail(&pending, 12), later)
+        .await
+        .unwrap();
+    wait_outbox(&app, &sent, |m| m[0].sent_at.is_some()).await;
+    wait_outbox(&app, failed, |m| m[0].failed_at.is_some()).await;
+
+    // Six days on, nothing is old enough.
+    app.advance(6 * 86_400);
+    let six_days_on = app.clock_now();
+    let deleted = store
+        .delete_finished_mails(six_days_on - chrono::Duration::days(7), 1000)
+        .await
+        .unwrap();
+    assert_eq!(deleted, 0);
+
+    // Eight days on, the housekeeping task deletes both finished mails.
+    app.advance(2 * 86_400);
+    let gone = eventually(Duration::from_secs(30), || async {
+        outbox(&app, &sent).await.is_empty() && outbox(&app, failed).await.is_empty()
+    })
+    .await;
+    assert!(gone.is_some(), "finished mails were kept");
+    assert_eq!(outbox(&app, &pending).await.len(), 1);
+}
+
+/// Delivers one mail over TLS through `url` and checks it arrived intact.
+async fn delivered_over_tls(sink: &SmtpSink, url: &str, ca: &Path) {
+    let app = spawn_app_with(&[
+        ("MAIL_URL", url),
+        ("MAIL_TLS_CA_FILE", &ca.display().to_string()),
+    ])
+    .await;
+    let to = unique_email();
+    app.state
+        .store
+        .enqueue_mail(&mail(&to, 13), app.clock_now())
+        .await
+        .unwrap();
+    wait_outbox(&app, &to, |m| m[0].sent_at.is_some()).await;
+    let messages = sink.messages();
+    assert_eq!(messages.len(), 1);
+    assert_eq!(header(&messages[0], "Subject"), Some("Your code 13"));
+    assert!(messages[0].contains("your code is 471113."));
+}
+
+#[tokio::test]
+async fn smtps_delivers_over_tls_to_a_server_whose_certificate_verifies() {
+    require_smtp!();
+    let certs = TestCertificates::new();
+    let sink = SmtpSink::start_tls("implicit", &certs).await;
+    let url = format!("smtps://127.0.0.1:{}", sink.port);
+    delivered_over_tls(&sink, &url, &certs.ca).await;
+}
+
+#[tokio::test]
+async fn starttls_required_upgrades_then_delivers() {
+    require_smtp!();
+    let certs = TestCertificates::new();
+    // The server refuses MAIL FROM before STARTTLS: delivery proves the upgrade.
+    let sink = SmtpSink::start_tls("starttls", &certs).await;
+    let url = format!("smtp://127.0.0.1:{}?tls=required", sink.port);
+    delivered_over_tls(&sink, &url, &certs.ca).await;
+}
+
+#[tokio::test]
+async fn a_certificate_that_does_not_verify_gets_no_mail() {
+    require_smtp!();
+    let certs = TestCertificates::new();
+    let sink = SmtpSink::start_tls("implicit", &certs).await;
+    // Without MAIL_TLS_CA_FILE the private CA is unknown: the handshake fails.
+    let url = format!("smtps://127.0.0.1:{}", sink.port);
+    let app = spawn_app_with(&[("MAIL_URL", &url)]).await;
+    let to = unique_email();
+    app.state
+        .store
+        .enqueue_mail(&mail(&to, 14), app.clock_now())
+        .await
+        .unwrap();
+    wait_outbox(&app, &to, |m| m[0].last_error.is_some()).await;
+    let row = &outbox(&app, &to).await[0];
+    assert!(row.sent_at.is_none());
+    assert!(
+        row.last_error.as_deref().unwrap().starts_with("smtp "),
+        "{row:?}"
+    );
+    assert!(sink.messages().is_empty());
+}
+
+#[tokio::test]
+async fn mail_bodies_and_recipients_never_reach_the_log_even_at_trace() {
+    require_smtp!();
+    let sink = SmtpSink::start().await;
+    let folder = tempfile::tempdir().unwrap();
+    let database_url = format!("sqlite://{}/auth.db", folder.path().display());
+    let server = ServerProcess::start(&[
+        ("DATABASE_URL", database_url.as_str()),
+        ("MAIL_URL", &sink.url()),
+        ("RUST_LOG", "trace"),
+    ])
+    .await;
+    // Queued by another process on the same database: the server's sender
+    // finds it by polling.
+    let store = Store::connect(
+        &secrecy::SecretString::from(database_url),
+        &auth_api::store::PoolSettings {
+            max_connections: 1,
+            acquire_timeout: Duration::from_secs(5),
+        },
+    )
+    .await
+    .unwrap();
+    let to = format!(
+        "secret-recipient-{}@example.org",
+        uuid::Uuid::new_v4().simple()
+    );
+    let queued = NewMail {
+        to: to.clone(),
+        subject: "Your code".into(),
+        body: "Your code is 918273, or open https://app.example/?token=s3cr3t-t0ken-value".into(),
+    };
+    store
+        .enqueue_mail(&queued, chrono::Utc::now())
+        .await
+        .unwrap();
+    let arrived = eventually(Duration::from_secs(30), || async {
+        sink.messages().len() == 1
+    })
+    .await;
+    assert!(arrived.is_some(), "{}", server.log());
+    assert!(sink.messages()[0].contains("918273"));
+    let logged = eventually(Duration::from_secs(10), || async {
+        server.log().contains("mail: sent id=")
+    })
+    .await;
+    let log = server.log();
+    assert!(logged.is_some(), "{log}");
+    assert!(log.contains("to=*@example.org"), "{log}");
+    for secret in ["918273", "s3cr3t-t0ken-value", "secret-recipient"] {
+        assert!(!log.contains(secret), "{secret} in the log:\n{log}");
+    }
+    store.close().await;
 }
