@@ -329,3 +329,64 @@ async fn forgot_latency_for_known_and_unknown_addresses_is_reported() {
         median(&mut without)
     );
 }
+
+#[tokio::test]
+async fn two_racing_resets_with_one_token_set_one_password() {
+    let app = spawn_app().await;
+    let email = app.new_user().await;
+    for round in 0..4 {
+        app.forgot_ok(&email).await;
+        let mail = app.last_mail(&email).await;
+        let (a, b) = (
+            format!("first passphrase {round}"),
+            format!("second passphrase {round}"),
+        );
+        let by_token = json!({"token": mail.token, "new_password": a});
+        let by_code = json!({"email": email, "code": mail.code, "new_password": b});
+        let (ra, rb) = tokio::join!(
+            app.post_json("/password/reset", &by_token),
+            app.post_json("/password/reset", &by_code)
+        );
+        let (winner, loser) = match (ra.status(), rb.status()) {
+            (StatusCode::NO_CONTENT, _) => (a, rb),
+            (_, StatusCode::NO_CONTENT) => (b, ra),
+            other => panic!("neither reset won: {other:?}"),
+        };
+        assert_error(loser, StatusCode::BAD_REQUEST, "invalid_code").await;
+        app.login_ok(&email, &winner).await;
+        app.advance(3600); // past the hourly mail cap
+    }
+}
+
+#[tokio::test]
+async fn email_routes_and_account_deletion_are_rate_limited_per_ip() {
+    let app = spawn_app_with(&[("AUTH_RATE_LIMIT", "2")]).await;
+    // The registration and the login below use the budget of /register and /login.
+    let login = app.new_login().await;
+    let response = app
+        .post_with_token("/email/verification", &login.access_token)
+        .await;
+    assert_error(response, StatusCode::TOO_MANY_REQUESTS, "too_many_requests").await;
+    let response = app
+        .send_json(
+            reqwest::Method::POST,
+            "/email/change",
+            Some(&login.access_token),
+            &json!({"new_email": unique_email(), "password": PASSWORD}),
+        )
+        .await;
+    assert_error(response, StatusCode::TOO_MANY_REQUESTS, "too_many_requests").await;
+    let response = app
+        .send_json(
+            reqwest::Method::DELETE,
+            "/account",
+            Some(&login.access_token),
+            &json!({"password": PASSWORD}),
+        )
+        .await;
+    assert_error(response, StatusCode::TOO_MANY_REQUESTS, "too_many_requests").await;
+    app.me(&login.access_token)
+        .await
+        .error_for_status()
+        .unwrap();
+}
