@@ -252,15 +252,9 @@ impl Store {
         Ok(on_pool!(self, pool => sqlx::query(sql)
             .bind(before).bind(limit).execute(pool).await.map(|r| r.rows_affected()))?)
     }
-
-    /// Mails neither sent nor given up (for the metrics).
-    pub async fn mails_pending(&self) -> Result<i64, StoreError> {
-        let sql = "SELECT COUNT(*) FROM mail_outbox WHERE sent_at IS NULL AND failed_at IS NULL";
-        Ok(on_pool!(self, pool => sqlx::query_scalar(sql).fetch_one(pool).await)?)
-    }
 }
 
-/// Keeps the signal alive across clones of the store.
+/// The signal of a newly connected store (its clones share it).
 pub(super) fn new_signal() -> Arc<OutboxSignal> {
     Arc::new(OutboxSignal::default())
 }
