@@ -20,11 +20,11 @@ use crate::store::{ClaimedMail, Store};
 
 /// How often the outbox is looked at when nothing woke the sender.
 const POLL_EVERY: Duration = Duration::from_secs(2);
-/// Mails claimed at once.
-const BATCH: i64 = 10;
-/// How long a claim holds its mails. A batch takes at most `BATCH` times the
-/// SMTP timeout (15 s): well inside, so no other instance takes a mail that is
-/// being sent. A sender that dies leaves its mails to others after this.
+/// How long a claim holds its mail. One attempt takes a few SMTP timeouts
+/// (15 s each) at most: well inside, so no other instance takes a mail that
+/// is being sent. A sender that stops mid-attempt leaves its mail to others
+/// after this. One mail per claim, so a stopped sender holds back one mail,
+/// not a batch (a claim is one short statement; SMTP is the slow part).
 const LEASE: Duration = Duration::from_secs(300);
 /// The first retry waits this long; each next one twice as long, up to
 /// [`BACKOFF_CAP`].
@@ -85,10 +85,10 @@ impl MailSender {
     /// the abort keeps its lease and is tried again when it expires.
     pub async fn run(self: Arc<Self>) {
         loop {
-            match self.deliver_due().await {
-                // A full batch: there may be more due right now.
-                Ok(n) if n as i64 == BATCH => continue,
-                Ok(_) => self.store.wait_for_mail(POLL_EVERY).await,
+            match self.deliver_next().await {
+                // There may be more due right now.
+                Ok(true) => continue,
+                Ok(false) => self.store.wait_for_mail(POLL_EVERY).await,
                 Err(e) => {
                     log::warn!("mail: cannot read the outbox: {e}");
                     tokio::time::sleep(ERROR_PAUSE).await;
@@ -97,19 +97,31 @@ impl MailSender {
         }
     }
 
-    /// Claims one batch of due mails and attempts each; returns how many.
-    pub async fn deliver_due(&self) -> Result<usize, crate::store::StoreError> {
+    /// Claims one due mail and attempts it; `false` when none was due (then
+    /// settles abandoned last attempts, a write worth doing only when idle).
+    pub async fn deliver_next(&self) -> Result<bool, crate::store::StoreError> {
         let now = self.clock.now();
         let lease_until = now + chrono::Duration::from_std(LEASE).unwrap_or_default();
-        let mails = self
+        let claimed = self
             .store
-            .claim_due_mails(now, lease_until, BATCH, self.max_attempts)
+            .claim_due_mails(now, lease_until, 1, self.max_attempts)
             .await?;
-        let n = mails.len();
-        for mail in mails {
-            self.attempt(mail).await?;
-        }
-        Ok(n)
+        let Some(mail) = claimed.into_iter().next() else {
+            let given_up = self
+                .store
+                .give_up_abandoned_mails(now, self.max_attempts)
+                .await?;
+            if given_up > 0 {
+                self.metrics.failed.inc_by(given_up);
+                log::error!(
+                    "mail: given up {given_up} mail(s) whose last attempt was cut short \
+                     (the sender stopped before recording it)"
+                );
+            }
+            return Ok(false);
+        };
+        self.attempt(mail).await?;
+        Ok(true)
     }
 
     async fn attempt(&self, mail: ClaimedMail) -> Result<Attempt, crate::store::StoreError> {

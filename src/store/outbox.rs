@@ -40,7 +40,8 @@
 //! [`Store::claim_due_mails`] takes due mails with a lease (one statement:
 //! `FOR UPDATE SKIP LOCKED` on PostgreSQL so instances share the work without
 //! taking the same row, a conditional `UPDATE` on SQLite); then
-//! [`Store::mark_mail_sent`] or [`Store::mark_mail_attempt_failed`].
+//! [`Store::mark_mail_sent`] or [`Store::mark_mail_attempt_failed`];
+//! [`Store::give_up_abandoned_mails`] settles last attempts nobody recorded.
 //! A sender that dies mid-send leaves its lease to expire, and the mail is
 //! tried again: delivery is at least once, and exactly once unless a sender
 //! dies between the SMTP server accepting a mail and recording it.
@@ -177,8 +178,7 @@ impl Store {
     /// Takes up to `limit` due mails (pending, `next_attempt_at` passed, no
     /// live lease, fewer than `max_attempts` attempts) and leases them until
     /// `lease_until`, counting the attempt. No other sender takes them before
-    /// the lease ends. A mail whose last attempt was leased by a sender that
-    /// died is marked failed here.
+    /// the lease ends.
     pub async fn claim_due_mails(
         &self,
         now: DateTime<Utc>,
@@ -186,10 +186,6 @@ impl Store {
         limit: i64,
         max_attempts: i64,
     ) -> Result<Vec<ClaimedMail>, StoreError> {
-        let abandoned = "UPDATE mail_outbox SET failed_at = $1, claimed_until = NULL, \
-                         last_error = COALESCE(last_error, 'the sender stopped during the last attempt') \
-                         WHERE sent_at IS NULL AND failed_at IS NULL AND attempts >= $2 \
-                         AND claimed_until IS NOT NULL AND claimed_until <= $1";
         let lock = match self.backend {
             Backend::Sqlite(_) => "",
             // Rows another instance is claiming are skipped, not waited for.
@@ -204,12 +200,28 @@ impl Store {
              AND (claimed_until IS NULL OR claimed_until <= $2) \
              RETURNING id, recipient, subject, body, attempts"
         );
-        Ok(on_pool!(self, pool => {
-            sqlx::query(abandoned).bind(now).bind(max_attempts).execute(pool).await?;
-            sqlx::query_as::<_, ClaimedMail>(&claim)
-                .bind(lease_until).bind(now).bind(max_attempts).bind(limit)
-                .fetch_all(pool).await
-        })?)
+        Ok(
+            on_pool!(self, pool => sqlx::query_as::<_, ClaimedMail>(&claim)
+            .bind(lease_until).bind(now).bind(max_attempts).bind(limit)
+            .fetch_all(pool).await)?,
+        )
+    }
+
+    /// Marks failed the mails whose last allowed attempt was leased by a
+    /// sender that stopped (crash, shutdown) before recording it: no claim
+    /// takes them any more, and they must not stay pending forever. Returns
+    /// how many.
+    pub async fn give_up_abandoned_mails(
+        &self,
+        now: DateTime<Utc>,
+        max_attempts: i64,
+    ) -> Result<u64, StoreError> {
+        let sql = "UPDATE mail_outbox SET failed_at = $1, claimed_until = NULL, \
+                   last_error = 'the sender stopped during the last attempt' \
+                   WHERE sent_at IS NULL AND failed_at IS NULL AND attempts >= $2 \
+                   AND claimed_until IS NOT NULL AND claimed_until <= $1";
+        Ok(on_pool!(self, pool => sqlx::query(sql)
+            .bind(now).bind(max_attempts).execute(pool).await.map(|r| r.rows_affected()))?)
     }
 
     /// Records a delivered mail.
@@ -252,15 +264,9 @@ impl Store {
         Ok(on_pool!(self, pool => sqlx::query(sql)
             .bind(before).bind(limit).execute(pool).await.map(|r| r.rows_affected()))?)
     }
-
-    /// Mails neither sent nor given up (for the metrics).
-    pub async fn mails_pending(&self) -> Result<i64, StoreError> {
-        let sql = "SELECT COUNT(*) FROM mail_outbox WHERE sent_at IS NULL AND failed_at IS NULL";
-        Ok(on_pool!(self, pool => sqlx::query_scalar(sql).fetch_one(pool).await)?)
-    }
 }
 
-/// Keeps the signal alive across clones of the store.
+/// The signal of a newly connected store (its clones share it).
 pub(super) fn new_signal() -> Arc<OutboxSignal> {
     Arc::new(OutboxSignal::default())
 }

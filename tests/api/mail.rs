@@ -908,3 +908,39 @@ async fn mail_bodies_and_recipients_never_reach_the_log_even_at_trace() {
     }
     store.close().await;
 }
+
+#[tokio::test]
+async fn a_last_attempt_cut_short_is_given_up_when_its_lease_ends() {
+    let app = spawn_app_with(&[("MAIL_MAX_ATTEMPTS", "1")]).await;
+    let store = &app.state.store;
+    let to = unique_email();
+    // Due tomorrow on the app's clock, so only this test's claim takes it:
+    // a sender that then stops without recording the attempt.
+    let later = app.clock_now() + chrono::Duration::days(1);
+    store.enqueue_mail(&mail(&to, 15), later).await.unwrap();
+    let lease_end = later + chrono::Duration::seconds(300);
+    assert_eq!(
+        store
+            .claim_due_mails(later, lease_end, 1, 1)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+
+    // Past the lease: the app's sender settles it rather than leave it pending.
+    app.advance(86_400 + 301);
+    app.state.store.wake_mail_sender();
+    wait_outbox(&app, &to, |m| m[0].failed_at.is_some()).await;
+    let row = &outbox(&app, &to).await[0];
+    assert_eq!(row.attempts, 1);
+    assert_eq!(
+        row.last_error.as_deref(),
+        Some("the sender stopped during the last attempt")
+    );
+    assert!(
+        eml_files(app.mail_dir.path()).is_empty(),
+        "not sent after all"
+    );
+    assert_eq!(metric(&app, "auth_mails_failed_total").await, 1);
+}
