@@ -60,7 +60,7 @@ fn bench(c: &mut Criterion) {
         let tokens = tokens(alg);
         let mode = tokens.algorithm();
         let issued = tokens
-            .issue(Uuid::new_v4(), Uuid::new_v4(), Role::User, now)
+            .issue(Uuid::new_v4(), Uuid::new_v4(), Role::User, false, now)
             .expect("signs");
         let header = HeaderValue::from_str(&format!("Bearer {}", issued.token)).expect("a header");
         c.bench_function(&format!("bearer_check/{mode}"), |b| {
@@ -72,7 +72,7 @@ fn bench(c: &mut Criterion) {
             b.iter_batched(
                 || {
                     let token = tokens
-                        .issue(Uuid::new_v4(), Uuid::new_v4(), Role::User, now)
+                        .issue(Uuid::new_v4(), Uuid::new_v4(), Role::User, false, now)
                         .expect("signs")
                         .token;
                     HeaderValue::from_str(&format!("Bearer {token}")).expect("a header")
@@ -85,7 +85,7 @@ fn bench(c: &mut Criterion) {
         c.bench_function(&format!("sign_access_token/{mode}"), |b| {
             b.iter(|| {
                 tokens
-                    .issue(black_box(Uuid::nil()), Uuid::nil(), Role::User, now)
+                    .issue(black_box(Uuid::nil()), Uuid::nil(), Role::User, false, now)
                     .expect("signs")
             })
         });

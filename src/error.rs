@@ -11,6 +11,7 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
+use crate::accounts::AccountError;
 use crate::auth::credentials::{DeviceNameError, WeakPassword};
 use crate::auth::{HashError, TokenError};
 use crate::sessions::{RefreshRefusal, SessionError};
@@ -253,6 +254,12 @@ pub enum ApiError {
     /// in quotes): nothing was looked up.
     #[error("{0}")]
     RefreshTokenMistake(&'static str),
+    #[error("the code or link is not valid: wrong, used, expired or replaced by a newer mail")]
+    InvalidCode,
+    #[error("the email address is not verified; a new verification mail was sent")]
+    EmailNotVerified,
+    #[error("this account is disabled")]
+    AccountDisabled,
 
     #[error("an access token is required (Authorization: Bearer <token>)")]
     MissingToken,
@@ -286,6 +293,9 @@ impl ApiError {
             ApiError::WeakPassword(_) => ErrorCode::WeakPassword,
             ApiError::InvalidCredentials | ApiError::WrongPassword => ErrorCode::InvalidCredentials,
             ApiError::InvalidGrant(_) | ApiError::RefreshTokenMistake(_) => ErrorCode::InvalidGrant,
+            ApiError::InvalidCode => ErrorCode::InvalidCode,
+            ApiError::EmailNotVerified => ErrorCode::EmailNotVerified,
+            ApiError::AccountDisabled => ErrorCode::AccountDisabled,
             ApiError::MissingToken | ApiError::NotBearer { .. } => ErrorCode::MissingToken,
             ApiError::InvalidToken(_) => ErrorCode::InvalidToken,
             ApiError::InsufficientRole => ErrorCode::InsufficientRole,
@@ -477,6 +487,32 @@ fn not_bearer_message(scheme: Option<&str>) -> String {
             .to_owned(),
     }
 }
+
+impl From<AccountError> for ApiError {
+    fn from(err: AccountError) -> Self {
+        match err {
+            AccountError::InvalidCode => ApiError::InvalidCode,
+            AccountError::EmailNotVerified => ApiError::EmailNotVerified,
+            AccountError::AccountDisabled => ApiError::AccountDisabled,
+            AccountError::InvalidCredentials => ApiError::InvalidCredentials,
+            AccountError::EmailTaken => ApiError::EmailTaken,
+            AccountError::InvalidEmail => ApiError::InvalidEmail,
+            // The hourly cap per address: the window is an hour long.
+            AccountError::TooManyMails => ApiError::TooManyRequests {
+                retry_after: MAIL_CAP_RETRY_AFTER,
+            },
+            AccountError::NotFound => ApiError::NotFound,
+            AccountError::WeakPassword(e) => e.into(),
+            AccountError::Hash(e) => e.into(),
+            AccountError::Session(e) => e.into(),
+            AccountError::Store(e) => e.into(),
+        }
+    }
+}
+
+/// `Retry-After` when an address had its mails for the hour: the cap counts
+/// the last hour, so a few minutes may do; an hour always does.
+const MAIL_CAP_RETRY_AFTER: u64 = 3600;
 
 /// What an app should do, per reason (API.md, "Why a refresh failed").
 fn refusal_message(refusal: RefreshRefusal) -> &'static str {

@@ -73,7 +73,7 @@ use crate::sessions::RefreshRefusal;
     servers((url = "/", description = "The server this document is served by")),
     modifiers(&BearerScheme),
     tags(
-        (name = "account", description = "Registration, identity and password"),
+        (name = "account", description = "Registration, identity, password, and the mailed flows: verification, reset, email change, deletion"),
         (name = "tokens", description = "Sign in, refresh rotation, sign out"),
         (name = "sessions", description = "The caller's sessions (devices)"),
         (name = "admin", description = "Administration (role admin)"),

@@ -21,6 +21,7 @@ use anyhow::Context;
 use secrecy::SecretString;
 use tokio::task::JoinHandle;
 
+use crate::accounts::Accounts;
 use crate::auth::asymmetric::{
     Algorithm, AsymmetricKeys, SigningKey, VerifyingKey,
     load_or_create_key_file as load_or_create_signing_key_file,
@@ -41,6 +42,10 @@ use crate::store::{PoolSettings, Store};
 const PRUNE_EVERY: Duration = Duration::from_secs(30);
 /// How many ended sessions one housekeeping tick deletes at most.
 const CLEANUP_BATCH: i64 = 1000;
+/// Sent and given-up mails are deleted this long after: long enough to answer
+/// "did my mail go out?", short enough that old bodies (codes and tokens,
+/// long expired by then) do not pile up.
+const MAIL_RETENTION: chrono::Duration = chrono::Duration::days(7);
 /// In-flight requests get this long to finish on shutdown.
 const SHUTDOWN_TIMEOUT_SECS: u64 = 20;
 /// actix-http's own timer on a connection's first head fires this long after
@@ -91,7 +96,8 @@ impl Application {
     ) -> anyhow::Result<Self> {
         let state = web::Data::new(build_state(&config, clock).await?);
         let port = listener.local_addr()?.port();
-        let tasks = spawn_housekeeping(state.clone().into_inner(), revocation_memory(&config));
+        let mut tasks = spawn_housekeeping(state.clone().into_inner(), revocation_memory(&config));
+        tasks.push(spawn_mail_sender(&state, &config)?);
 
         // Behind a proxy (TRUST_FORWARDED_FOR) every connection comes from the
         // proxy's address, so a per-address cap would cap the whole service.
@@ -226,6 +232,7 @@ fn app(
         .app_data(state)
         .app_data(http::extract::json_config())
         .app_data(http::extract::path_config())
+        .app_data(http::extract::query_config())
         // HEAD is routed as GET; innermost, so the log and the metrics
         // still say HEAD.
         .wrap(HeadAsGet)
@@ -353,18 +360,30 @@ async fn build_state(config: &Config, clock: SharedClock) -> anyhow::Result<AppS
         revocations.len(),
     );
 
-    let telemetry = Arc::new(crate::telemetry::Telemetry::new());
-    let sessions = Sessions::new(
+    let telemetry = Arc::new(crate::telemetry::Telemetry::with_mails_queued(
+        store.mails_queued_counter(),
+    ));
+    let sessions = Arc::new(Sessions::new(
         store.clone(),
         tokens.clone(),
         revocations.clone(),
         telemetry.clone(),
         config.sessions.clone(),
         clock.clone(),
+    ));
+    let accounts = Accounts::new(
+        store.clone(),
+        sessions.clone(),
+        hasher.clone(),
+        tokens.clone(),
+        telemetry.clone(),
+        config.accounts.clone(),
+        clock.clone(),
     );
     Ok(AppState {
         store,
         sessions,
+        accounts,
         tokens,
         hasher,
         revocations,
@@ -379,6 +398,46 @@ async fn build_state(config: &Config, clock: SharedClock) -> anyhow::Result<AppS
 /// the session can still verify (lifetime plus leeway), with a small margin.
 fn revocation_memory(config: &Config) -> Duration {
     config.jwt.access_ttl + config.jwt.leeway + Duration::from_secs(5)
+}
+
+/// The sessions and accounts services on `store`, for the command line's
+/// one-shot admin actions: the same code paths as the server's (the
+/// database write, the audit line), with a revocation set of their own that
+/// dies with the process. A running server learns of the revocations through
+/// PostgreSQL NOTIFY; on SQLite it cannot (see the `admin` subcommand).
+pub fn account_services(
+    config: &Config,
+    store: &Store,
+) -> anyhow::Result<(Arc<Sessions>, Accounts)> {
+    let clock: SharedClock = Arc::new(SystemClock);
+    let secret = resolve_secret(config)?;
+    let keys = Keyring::new(&secret, &config.jwt.previous_secrets);
+    let tokens = Arc::new(AccessTokens::new(
+        keys,
+        &config.jwt.issuer,
+        &config.jwt.audience,
+        config.jwt.leeway,
+        config.jwt.access_ttl,
+    ));
+    let telemetry = Arc::new(crate::telemetry::Telemetry::new());
+    let sessions = Arc::new(Sessions::new(
+        store.clone(),
+        tokens.clone(),
+        Arc::new(RevocationSet::new(revocation_memory(config))),
+        telemetry.clone(),
+        config.sessions.clone(),
+        clock.clone(),
+    ));
+    let accounts = Accounts::new(
+        store.clone(),
+        sessions.clone(),
+        Arc::new(PasswordHasher::new(1, 1)),
+        tokens,
+        telemetry,
+        config.accounts.clone(),
+        clock,
+    );
+    Ok((sessions, accounts))
 }
 
 /// `JWT_SECRET`, or the key file in the data folder (created on first start).
@@ -502,9 +561,44 @@ fn spawn_housekeeping(state: Arc<AppState>, keep_revocations_for: Duration) -> V
                     crate::error::with_causes(&e)
                 ),
             }
+            if let Err(e) = state.accounts.delete_old_grants(CLEANUP_BATCH).await {
+                log::warn!("housekeeping: cannot delete old mail grants: {e}");
+            }
+            let before = state.clock.now() - MAIL_RETENTION;
+            match state
+                .store
+                .delete_finished_mails(before, CLEANUP_BATCH)
+                .await
+            {
+                Ok(0) => {}
+                Ok(n) => log::info!("housekeeping: deleted {n} sent or failed mail(s)"),
+                Err(e) => log::warn!("housekeeping: cannot delete finished mails: {e}"),
+            }
         }
     });
     vec![feed, reload, prune, cleanup]
+}
+
+/// The mail sender (see `mail::sender`). A transport that cannot be set up
+/// (a mail folder that cannot be created, an unreadable `MAIL_TLS_CA_FILE`)
+/// stops the start.
+fn spawn_mail_sender(state: &AppState, config: &Config) -> anyhow::Result<JoinHandle<()>> {
+    let mail = &config.mail;
+    let transport = crate::mail::Transport::new(mail)?;
+    log::info!(
+        "mail: delivering to {} from {}, at most {} attempt(s) per mail",
+        mail.target,
+        mail.from,
+        mail.max_attempts
+    );
+    let sender = crate::mail::MailSender::new(
+        state.store.clone(),
+        transport,
+        mail,
+        state.clock.clone(),
+        state.telemetry.mail.clone(),
+    );
+    Ok(tokio::spawn(Arc::new(sender).run()))
 }
 
 /// One line per request: client, method, route pattern, status, size and time.

@@ -86,6 +86,12 @@ pub enum RevocationReason {
     reuse_detected,
     /// The user's least recently used session, beyond MAX_SESSIONS_PER_USER.
     session_cap,
+    /// A password set through a mailed reset token or code.
+    password_reset,
+    /// An admin (API or command line) disabled the account.
+    account_disabled,
+    /// The user deleted the account.
+    account_deleted,
 }
 
 /// The metrics registry and every metric the service keeps.
@@ -116,6 +122,8 @@ pub struct Telemetry {
     pub db_connections_idle: Gauge,
     pub revocations_remembered: Gauge,
     pub rate_limiter_keys: Gauge,
+    /// Mails sent, retried, given up (counted by the mail sender).
+    pub mail: crate::mail::sender::MailMetrics,
 }
 
 impl Default for Telemetry {
@@ -126,6 +134,12 @@ impl Default for Telemetry {
 
 impl Telemetry {
     pub fn new() -> Self {
+        Self::with_mails_queued(Counter::default())
+    }
+
+    /// As [`Telemetry::new`], counting queued mails with `mails_queued` (the
+    /// store's counter: mails are queued by store methods, see `store::outbox`).
+    pub fn with_mails_queued(mails_queued: Counter) -> Self {
         let mut registry = Registry::with_prefix("auth");
         let requests = Family::<RequestLabels, Counter>::default();
         let latency = Family::<RequestLabels, Histogram>::new_with_constructor(|| {
@@ -212,6 +226,27 @@ impl Telemetry {
             "Client IPs and emails the rate limiter tracks",
             limiter.clone(),
         );
+        let mail = crate::mail::sender::MailMetrics::default();
+        registry.register(
+            "mails_queued",
+            "Mails written to the outbox by this instance",
+            mails_queued,
+        );
+        registry.register(
+            "mails_sent",
+            "Mails delivered (accepted by the SMTP server, or written to the mail folder)",
+            mail.sent.clone(),
+        );
+        registry.register(
+            "mail_attempts_retried",
+            "Failed delivery attempts that will be retried after a backoff",
+            mail.retried.clone(),
+        );
+        registry.register(
+            "mails_failed",
+            "Mails given up: MAIL_MAX_ATTEMPTS failed attempts, or an invalid address",
+            mail.failed.clone(),
+        );
         Self {
             registry,
             requests,
@@ -230,6 +265,7 @@ impl Telemetry {
             db_connections_idle: idle,
             revocations_remembered: remembered,
             rate_limiter_keys: limiter,
+            mail,
         }
     }
 
@@ -334,10 +370,17 @@ impl Telemetry {
             .join(",");
         let reason_text = format!("{reason:?}");
         match actor {
-            Some(actor) if reason == RevocationReason::admin => log::warn!(
-                "audit: sessions revoked reason={reason_text} admin={actor} user={} sessions={list}",
-                user.map_or_else(|| "-".into(), |u| u.to_string())
-            ),
+            Some(actor)
+                if matches!(
+                    reason,
+                    RevocationReason::admin | RevocationReason::account_disabled
+                ) =>
+            {
+                log::warn!(
+                    "audit: sessions revoked reason={reason_text} admin={actor} user={} sessions={list}",
+                    user.map_or_else(|| "-".into(), |u| u.to_string())
+                )
+            }
             _ => log::info!(
                 "audit: sessions revoked reason={reason_text} user={} sessions={list}",
                 user.or(actor).map_or_else(|| "-".into(), |u| u.to_string())
@@ -349,6 +392,13 @@ impl Telemetry {
         self.revocations
             .get_or_create(&ReasonLabels { reason })
             .inc_by(n);
+    }
+
+    /// An event of the account lifecycle (verification, reset, email change,
+    /// deletion, disable): one audit line. Never carries a code, a token or
+    /// an email address.
+    pub fn account_event(&self, event: &'static str, user: Uuid) {
+        log::info!("audit: {event} user={user}");
     }
 
     pub fn password_changed(&self, user: Uuid) {

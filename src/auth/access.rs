@@ -72,6 +72,9 @@ pub struct Claims {
     /// The session id: what revocation acts on.
     pub sid: Uuid,
     pub role: Role,
+    /// Whether the account's email was verified when the token was issued
+    /// (read from the database at login and at every refresh).
+    pub email_verified: bool,
     pub iat: i64,
     pub nbf: i64,
     pub exp: i64,
@@ -90,6 +93,9 @@ struct WireClaims<'a> {
     sub: Uuid,
     sid: Uuid,
     role: Role,
+    /// Absent from tokens issued before version 2: read as `false`.
+    #[serde(default)]
+    email_verified: bool,
     iat: i64,
     nbf: i64,
     exp: i64,
@@ -305,6 +311,7 @@ impl AccessTokens {
         user_id: Uuid,
         session_id: Uuid,
         role: Role,
+        email_verified: bool,
         now: DateTime<Utc>,
     ) -> Result<IssuedToken, jsonwebtoken::errors::Error> {
         let iat = now.timestamp();
@@ -315,6 +322,7 @@ impl AccessTokens {
             sub: user_id,
             sid: session_id,
             role,
+            email_verified,
             iat,
             nbf: iat,
             exp: iat.saturating_add(ttl),
@@ -479,6 +487,7 @@ impl AccessTokens {
             sub: claims.sub,
             sid: claims.sid,
             role: claims.role,
+            email_verified: claims.email_verified,
             iat: claims.iat,
             nbf: claims.nbf,
             exp: claims.exp,
@@ -572,7 +581,7 @@ mod tests {
         let t = tokens(&"k".repeat(32));
         let (user, session) = (Uuid::new_v4(), Uuid::new_v4());
         let now = Utc::now();
-        let issued = t.issue(user, session, Role::Admin, now).unwrap();
+        let issued = t.issue(user, session, Role::Admin, false, now).unwrap();
         assert_eq!(issued.expires_in, 900);
         let claims = t.verify(&issued.token).unwrap();
         assert_eq!(
@@ -587,7 +596,13 @@ mod tests {
     fn issued_tokens_take_the_header_fast_path() {
         let t = tokens(&"k".repeat(32));
         let issued = t
-            .issue(Uuid::new_v4(), Uuid::new_v4(), Role::User, Utc::now())
+            .issue(
+                Uuid::new_v4(),
+                Uuid::new_v4(),
+                Role::User,
+                false,
+                Utc::now(),
+            )
             .unwrap();
         let segment = issued.token.split('.').next().unwrap();
         assert_eq!(segment, t.keys().current().header_segment);
@@ -596,7 +611,13 @@ mod tests {
     #[test]
     fn a_token_from_another_key_is_refused() {
         let issued = tokens(&"a".repeat(32))
-            .issue(Uuid::new_v4(), Uuid::new_v4(), Role::User, Utc::now())
+            .issue(
+                Uuid::new_v4(),
+                Uuid::new_v4(),
+                Role::User,
+                false,
+                Utc::now(),
+            )
             .unwrap();
         assert_eq!(
             tokens(&"b".repeat(32)).verify(&issued.token),
@@ -614,7 +635,13 @@ mod tests {
             Duration::from_secs(1),
         );
         let issued = t
-            .issue(Uuid::new_v4(), Uuid::new_v4(), Role::User, Utc::now())
+            .issue(
+                Uuid::new_v4(),
+                Uuid::new_v4(),
+                Role::User,
+                false,
+                Utc::now(),
+            )
             .unwrap();
         assert!(t.verify(&issued.token).is_ok());
         assert!(t.verify(&issued.token).is_ok(), "from the cache");
@@ -626,7 +653,13 @@ mod tests {
     fn a_remembered_signature_on_another_payload_is_refused() {
         let t = tokens(&"k".repeat(32));
         let issued = t
-            .issue(Uuid::new_v4(), Uuid::new_v4(), Role::User, Utc::now())
+            .issue(
+                Uuid::new_v4(),
+                Uuid::new_v4(),
+                Role::User,
+                false,
+                Utc::now(),
+            )
             .unwrap();
         assert!(t.verify(&issued.token).is_ok());
         let parts: Vec<&str> = issued.token.split('.').collect();
@@ -648,7 +681,13 @@ mod tests {
         let a = tokens(&"a".repeat(32));
         let b = tokens(&"b".repeat(32));
         let issued = a
-            .issue(Uuid::new_v4(), Uuid::new_v4(), Role::User, Utc::now())
+            .issue(
+                Uuid::new_v4(),
+                Uuid::new_v4(),
+                Role::User,
+                false,
+                Utc::now(),
+            )
             .unwrap();
         assert!(a.verify(&issued.token).is_ok());
         assert_eq!(b.verify(&issued.token), Err(TokenError::UnknownKey));
@@ -658,7 +697,13 @@ mod tests {
     fn access_tokens_are_told_from_refresh_tokens() {
         let t = tokens("k".repeat(32).as_str());
         let access = t
-            .issue(Uuid::new_v4(), Uuid::new_v4(), Role::User, Utc::now())
+            .issue(
+                Uuid::new_v4(),
+                Uuid::new_v4(),
+                Role::User,
+                false,
+                Utc::now(),
+            )
             .unwrap()
             .token;
         assert!(looks_like_access_token(&access));
@@ -740,7 +785,7 @@ mod properties {
         #[test]
         fn any_single_byte_change_breaks_an_es256_or_eddsa_token(position in 0usize..1000, byte in any::<u8>()) {
             for t in asymmetric_tokens() {
-                let token = t.issue(Uuid::new_v4(), Uuid::new_v4(), Role::User, Utc::now()).expect("signs").token;
+                let token = t.issue(Uuid::new_v4(), Uuid::new_v4(), Role::User, false, Utc::now()).expect("signs").token;
                 let mut bytes = token.clone().into_bytes();
                 let i = position % bytes.len();
                 prop_assume!(bytes[i] != byte);
@@ -754,7 +799,7 @@ mod properties {
         #[test]
         fn any_single_byte_change_breaks_a_real_token(position in 0usize..1000, byte in any::<u8>()) {
             let t = tokens();
-            let token = t.issue(Uuid::new_v4(), Uuid::new_v4(), Role::User, Utc::now()).expect("signs").token;
+            let token = t.issue(Uuid::new_v4(), Uuid::new_v4(), Role::User, false, Utc::now()).expect("signs").token;
             let mut bytes = token.clone().into_bytes();
             let i = position % bytes.len();
             prop_assume!(bytes[i] != byte);
@@ -801,9 +846,15 @@ mod asymmetric_tests {
     }
 
     fn issue(t: &AccessTokens) -> String {
-        t.issue(Uuid::new_v4(), Uuid::new_v4(), Role::User, Utc::now())
-            .unwrap()
-            .token
+        t.issue(
+            Uuid::new_v4(),
+            Uuid::new_v4(),
+            Role::User,
+            false,
+            Utc::now(),
+        )
+        .unwrap()
+        .token
     }
 
     fn header_of(token: &str) -> serde_json::Value {
@@ -819,7 +870,7 @@ mod asymmetric_tests {
             let t = tokens(key, vec![]);
             let (user, session) = (Uuid::new_v4(), Uuid::new_v4());
             let token = t
-                .issue(user, session, Role::Admin, Utc::now())
+                .issue(user, session, Role::Admin, false, Utc::now())
                 .unwrap()
                 .token;
             assert_eq!(

@@ -12,6 +12,7 @@ pub mod access;
 pub mod asymmetric;
 pub mod credentials;
 pub mod keys;
+pub mod mail_grants;
 pub mod password;
 pub mod refresh;
 pub mod revocations;

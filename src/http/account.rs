@@ -1,4 +1,5 @@
-//! The account: `POST /register`, `GET /me`, `POST /password`.
+//! The account: `POST /register`, `GET /me`, `POST /password`, `GET` and
+//! `DELETE /account`.
 
 use actix_web::{HttpResponse, web};
 use chrono::{DateTime, Utc};
@@ -11,8 +12,9 @@ use super::AppState;
 use super::extract::{Authenticated, ClientInfo, JsonObject};
 use super::tokens::SecretStringField;
 use crate::auth::Role;
-use crate::auth::credentials::{check_password_policy, normalize_email};
+use crate::auth::credentials::check_password_policy;
 use crate::error::ApiError;
+use crate::store::User;
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct RegisterRequest {
@@ -31,19 +33,34 @@ pub struct RegisterRequest {
     pub password: SecretStringField,
 }
 
-/// A registered user.
+/// A registered user, as the database holds it.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct UserResponse {
     pub id: Uuid,
     #[schema(example = "alice@example.com")]
     pub email: String,
-    #[schema(schema_with = super::role_schema)]
+    /// Whether the email was verified (by a mailed link or code).
+    pub email_verified: bool,
+    #[schema(value_type = String, example = "user")]
     pub role: Role,
     #[serde(serialize_with = "super::timestamp")]
     pub created_at: DateTime<Utc>,
 }
 
-/// Create an account. The email is stored trimmed and lowercased.
+impl From<User> for UserResponse {
+    fn from(user: User) -> Self {
+        UserResponse {
+            id: user.id,
+            email_verified: user.email_verified(),
+            email: user.email,
+            role: user.role.0,
+            created_at: user.created_at,
+        }
+    }
+}
+
+/// Create an account. The email is stored trimmed and lowercased; a
+/// verification mail (link and code) is queued in the same transaction.
 #[utoipa::path(
     post,
     path = "/register",
@@ -60,20 +77,65 @@ pub async fn register(
 ) -> Result<HttpResponse, ApiError> {
     state.limits.check_ip(client.ip)?;
     let body = body.0;
-    let email = normalize_email(&body.email).ok_or(ApiError::InvalidEmail)?;
-    check_password_policy(body.password.0.expose_secret())?;
-    let hash = state.hasher.hash(body.password.0).await?;
     let user = state
-        .store
-        .create_user(&email, &hash, state.clock.now())
+        .accounts
+        .register(&body.email, body.password.0)
         .await?;
-    state.telemetry.registered(user.id);
-    Ok(HttpResponse::Created().json(UserResponse {
-        id: user.id,
-        email: user.email,
-        role: user.role.0,
-        created_at: user.created_at,
-    }))
+    Ok(HttpResponse::Created().json(UserResponse::from(user)))
+}
+
+/// The caller's account, read from the database (unlike `/me`).
+#[utoipa::path(
+    get,
+    path = "/account",
+    tag = "account",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The account as the database holds it", body = UserResponse),
+    )
+)]
+pub async fn account(
+    state: web::Data<AppState>,
+    caller: Authenticated,
+) -> Result<HttpResponse, ApiError> {
+    let user = state.accounts.account(caller.0.sub).await?;
+    Ok(HttpResponse::Ok().json(UserResponse::from(user)))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct DeleteAccountRequest {
+    /// The account's current password.
+    #[schema(value_type = String, format = Password)]
+    pub password: SecretStringField,
+}
+
+/// Delete the caller's account: every session is revoked, the email, the
+/// password hash and the sessions' device names are erased (the email can
+/// register again at once), and a notice goes to the old address.
+#[utoipa::path(
+    delete,
+    path = "/account",
+    tag = "account",
+    security(("bearer" = [])),
+    request_body = DeleteAccountRequest,
+    responses(
+        (status = 204, description = "Deleted; every session is revoked"),
+    )
+)]
+pub async fn delete_account(
+    state: web::Data<AppState>,
+    caller: Authenticated,
+    client: ClientInfo,
+    body: JsonObject<DeleteAccountRequest>,
+) -> Result<HttpResponse, ApiError> {
+    // A password check, like /password: limited per IP so a stolen access
+    // token cannot be used to guess the password at hasher speed.
+    state.limits.check_ip(client.ip)?;
+    state
+        .accounts
+        .delete_account(caller.0.sub, body.0.password.0)
+        .await?;
+    Ok(HttpResponse::NoContent().finish())
 }
 
 /// Who the token says the caller is; read from the token alone.

@@ -337,6 +337,16 @@ pub fn path_config() -> web::PathConfig {
     web::PathConfig::default().error_handler(|_err: PathError, _req| ApiError::NotFound.into())
 }
 
+/// A query string that does not fit the handler's parameters is a
+/// `400 invalid_request` in the JSON error shape (actix answers plain text).
+/// The message names no value: a query may carry an email.
+pub fn query_config() -> web::QueryConfig {
+    web::QueryConfig::default().error_handler(|_err, _req| {
+        ApiError::InvalidRequest("the query string is missing a parameter or malformed".into())
+            .into()
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

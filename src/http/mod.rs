@@ -12,6 +12,7 @@ pub mod extract;
 pub mod head;
 pub mod health;
 pub mod keys;
+pub mod lifecycle;
 pub mod request_id;
 pub mod routes;
 pub mod sessions;
@@ -21,6 +22,7 @@ use std::sync::Arc;
 
 use actix_web::{HttpResponse, web};
 
+use crate::accounts::Accounts;
 use crate::auth::{AccessTokens, PasswordHasher, RevocationSet};
 use crate::clock::SharedClock;
 use crate::error::ApiError;
@@ -33,7 +35,10 @@ use crate::store::Store;
 pub struct AppState {
     /// Users (accounts); sessions are reached only through [`AppState::sessions`].
     pub store: Store,
-    pub sessions: Sessions,
+    pub sessions: Arc<Sessions>,
+    /// The account lifecycle (registration, verification, reset, email
+    /// change, deletion, disable).
+    pub accounts: Accounts,
     pub tokens: Arc<AccessTokens>,
     pub hasher: Arc<PasswordHasher>,
     /// Read by the Bearer check; written only by the sessions service and the

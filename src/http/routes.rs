@@ -9,7 +9,7 @@
 
 use actix_web::web;
 
-use super::{account, admin, docs, health, keys, resource, sessions, tokens};
+use super::{account, admin, docs, health, keys, lifecycle, resource, sessions, tokens};
 use crate::error::ErrorCode::{self, *};
 
 /// The methods the API serves (HEAD is answered wherever GET is, by
@@ -176,7 +176,7 @@ route_table! {
         account::register => Route::post("/register").json_body()
             .errors(&[EmailTaken, InvalidEmail, WeakPassword, TooManyRequests, Unavailable]),
         tokens::login => Route::post("/login").json_body()
-            .errors(&[InvalidCredentials, TooManyRequests, Unavailable]),
+            .errors(&[InvalidCredentials, EmailNotVerified, AccountDisabled, TooManyRequests, Unavailable]),
         tokens::refresh => Route::post("/refresh").json_body()
             .errors(&[InvalidGrant, Unavailable]),
         tokens::logout => Route::post("/logout").json_body().errors(&[Unavailable]),
@@ -188,6 +188,23 @@ route_table! {
             .errors(&[NotFound, Unavailable]),
         account::change_password => Route::post("/password").bearer().json_body()
             .errors(&[InvalidCredentials, WeakPassword, TooManyRequests, Unavailable]),
+        account::account => Route::get("/account").bearer().errors(&[NotFound, Unavailable]),
+        account::delete_account => Route::delete("/account").bearer().json_body()
+            .errors(&[InvalidCredentials, TooManyRequests, Unavailable]),
+        lifecycle::forgot_password => Route::post("/password/forgot").json_body()
+            .errors(&[InvalidEmail, TooManyRequests, Unavailable]),
+        lifecycle::reset_password => Route::post("/password/reset").json_body()
+            .errors(&[InvalidCode, WeakPassword, TooManyRequests, Unavailable]),
+        lifecycle::resend_verification => Route::post("/email/verification").bearer()
+            .errors(&[NotFound, TooManyRequests, Unavailable]),
+        lifecycle::verify_email => Route::post("/email/verify").json_body()
+            .errors(&[InvalidCode, TooManyRequests, Unavailable]),
+        lifecycle::change_email => Route::post("/email/change").bearer().json_body()
+            .errors(&[InvalidCredentials, EmailTaken, InvalidEmail, TooManyRequests, Unavailable]),
+        lifecycle::confirm_email_change => Route::post("/email/change/confirm").bearer().json_body()
+            .errors(&[InvalidCode, EmailTaken, TooManyRequests, Unavailable]),
+        admin::find_user => Route::get("/admin/users").admin()
+            .errors(&[InvalidRequest, NotFound, Unavailable]),
         admin::revoke_user_sessions => Route::post("/admin/users/{id}/revoke-sessions").admin()
             .errors(&[NotFound, Unavailable]),
         health::healthz => Route::get("/healthz"),

@@ -172,6 +172,8 @@ async fn sign_in(
     let Some(user) = user.filter(|_| verified) else {
         return Err(ApiError::InvalidCredentials);
     };
+    // Only after the right password: a disabled or unverified account.
+    state.accounts.check_sign_in(&user).await?;
     Ok(state.sessions.start(&user, device).await?)
 }
 

@@ -12,7 +12,12 @@
 //! Writes that must agree are single conditional statements or transactions:
 //! never a read followed by an unconditional write. The store knows nothing of
 //! HTTP; it returns rows and [`StoreError`].
+//!
+//! Mails go through the outbox ([`outbox`]): a store method that causes a mail
+//! writes it in its own transaction with `enqueue_mail!`.
 
+mod grants;
+mod outbox;
 mod postgres;
 mod sessions;
 mod sqlite;
@@ -20,6 +25,8 @@ mod users;
 
 use secrecy::{ExposeSecret, SecretString};
 
+pub use grants::{Grant, GrantIssue, MailCap, NewGrant};
+pub use outbox::{ClaimedMail, NewMail, QueuedMail};
 pub use sessions::{NewSession, Session};
 pub use users::{EmailNormalization, RoleColumn, User};
 
@@ -132,6 +139,8 @@ enum Backend {
 #[derive(Debug, Clone)]
 pub struct Store {
     backend: Backend,
+    /// Shared by every clone: wakes this instance's mail sender.
+    outbox: std::sync::Arc<outbox::OutboxSignal>,
 }
 
 /// Expands `$body` once per backend, with `$pool` bound to that backend's pool.
@@ -155,7 +164,10 @@ impl Store {
         } else {
             Backend::Postgres(postgres::connect(url, pool).await?)
         };
-        let store = Self { backend };
+        let store = Self {
+            backend,
+            outbox: outbox::new_signal(),
+        };
         store.migrate().await?;
         Ok(store)
     }

@@ -36,6 +36,11 @@ pub(super) fn is_unavailable_code(code: &str) -> bool {
 /// The channel the `sessions_revoked_notify` trigger notifies (migration 0002).
 pub(super) const REVOCATION_CHANNEL: &str = "auth_session_revoked";
 
+/// Appended to the outbox claim's inner `SELECT`: rows another instance is
+/// claiming are skipped rather than waited for, so instances share the due
+/// mails and never take the same one.
+pub(super) const CLAIM_LOCK: &str = "FOR UPDATE SKIP LOCKED";
+
 /// Parses a trigger payload: `"<session uuid> <revoked_at in unix ms>"`.
 pub(super) fn parse_revocation(
     payload: &str,
@@ -58,13 +63,16 @@ pub(super) async fn rotate_if_current(
     now: DateTime<Utc>,
     refresh_expiry: DateTime<Utc>,
 ) -> Result<Option<Session>, StoreError> {
-    let sql = "UPDATE sessions SET generation = generation + 1, rotated_at = $1, \
-               last_used_at = $1, idle_expires_at = LEAST($2, expires_at) \
-               WHERE id = $3 AND generation = $4 AND revoked_at IS NULL \
-               AND idle_expires_at > $1 AND expires_at > $1 \
-               RETURNING id, user_id, generation, device_name, user_agent, created_at, \
-               rotated_at, last_used_at, idle_expires_at, expires_at, revoked_at, \
-               (SELECT u.role FROM users u WHERE u.id = sessions.user_id) AS role";
+    // The owner's role and email_verified come from the same statement (the
+    // join), so a refresh issues both claims as the database holds them now.
+    let sql = "UPDATE sessions s SET generation = s.generation + 1, rotated_at = $1, \
+               last_used_at = $1, idle_expires_at = LEAST($2, s.expires_at) \
+               FROM users u \
+               WHERE s.id = $3 AND u.id = s.user_id AND s.generation = $4 \
+               AND s.revoked_at IS NULL AND s.idle_expires_at > $1 AND s.expires_at > $1 \
+               RETURNING s.id, s.user_id, s.generation, s.device_name, s.user_agent, \
+               s.created_at, s.rotated_at, s.last_used_at, s.idle_expires_at, s.expires_at, \
+               s.revoked_at, u.role, (u.email_verified_at IS NOT NULL) AS email_verified";
     Ok(sqlx::query_as::<_, Session>(sql)
         .bind(now)
         .bind(refresh_expiry)

@@ -3,11 +3,13 @@
 
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
+mod account;
 mod admin;
 mod bearer;
 mod cli;
 mod contract;
 mod docs;
+mod email_change;
 mod errors;
 mod flaky;
 mod flood;
@@ -23,12 +25,14 @@ mod limits;
 mod login;
 mod logout;
 mod logs;
+mod mail;
 mod messages;
 mod metrics;
 mod outage;
 mod password;
 pub mod refresh;
 mod register;
+mod reset;
 mod rotation;
 mod sessions;
 mod shutdown;
@@ -36,3 +40,4 @@ mod slow_clients;
 mod soak;
 mod store;
 mod support;
+mod verification;
