@@ -33,3 +33,4 @@ mod slow_clients;
 mod soak;
 mod store;
 mod support;
+mod verify;
