@@ -66,8 +66,8 @@ pub async fn run(store: Store, revocations: Arc<RevocationSet>, keep_for: Durati
         }
         loop {
             match feed.next().await {
-                Ok(Some((session_id, at))) => {
-                    revocations.insert_many(&[(session_id, at)], Utc::now())
+                Ok(Some((session_id, user_id, at))) => {
+                    revocations.insert_many(&[(session_id, user_id, at)], Utc::now())
                 }
                 Ok(None) => {
                     log::warn!("revocation feed: connection lost, resubscribing");
