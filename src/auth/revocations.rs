@@ -47,7 +47,7 @@ use uuid::Uuid;
 pub const FEED_CAPACITY: usize = 8192;
 
 /// One revoked session, as the feed tells backends about it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Revocation {
     pub session_id: Uuid,
     pub user_id: Uuid,

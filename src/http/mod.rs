@@ -1,8 +1,9 @@
 //! The HTTP layer: one file per resource, each with its `routes()`, plus the
 //! extractors every handler shares. Handlers extract, call the services
 //! ([`Sessions`] for anything that starts, rotates or ends a session) and
-//! [`crate::auth`], and answer; they never write SQL nor touch the revocation
-//! set, and errors leave through [`ApiError`].
+//! [`crate::auth`], and answer; they never write SQL nor write the revocation
+//! set (the Bearer check and the feed, [`revocations`], only read it), and
+//! errors leave through [`ApiError`].
 
 pub mod account;
 pub mod admin;
