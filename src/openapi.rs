@@ -44,7 +44,7 @@ use crate::http::{account, admin, docs, health, keys, revocations, sessions, tok
         docs::swagger_ui,
     ),
     components(schemas(ErrorBody)),
-    modifiers(&BearerScheme),
+    modifiers(&BearerScheme, &VerifyOperationIds),
     tags(
         (name = "account", description = "Registration, identity and password"),
         (name = "tokens", description = "Sign in, refresh rotation, sign out"),
@@ -88,6 +88,30 @@ impl Modify for BearerScheme {
                     .build(),
             ),
         );
+    }
+}
+
+/// `/verify` is one handler documented under several methods; operation ids
+/// must be unique, so each method but GET gets its own (`verify_post`, …).
+#[derive(Debug)]
+struct VerifyOperationIds;
+
+impl Modify for VerifyOperationIds {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let Some(item) = openapi.paths.paths.get_mut("/verify") else {
+            return;
+        };
+        for (method, operation) in [
+            ("post", &mut item.post),
+            ("put", &mut item.put),
+            ("patch", &mut item.patch),
+            ("delete", &mut item.delete),
+            ("options", &mut item.options),
+        ] {
+            if let Some(operation) = operation {
+                operation.operation_id = Some(format!("verify_{method}"));
+            }
+        }
     }
 }
 

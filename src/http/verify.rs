@@ -7,7 +7,9 @@
 //! answering with headers instead of a body, so a gateway enforces a
 //! revocation as soon as this instance knows of it. Any method and any path
 //! under `/verify/` are answered alike, because gateways forward the original
-//! request's method and often its path; the body is never read.
+//! request's method and often its path; the body is never read. The OpenAPI
+//! document lists the common methods; others (HEAD, TRACE, extension methods)
+//! are answered the same.
 
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -59,16 +61,24 @@ fn required_role(query: &str) -> Result<Option<Role>, ApiError> {
     Ok(required)
 }
 
+/// A role `/verify?role=` can require.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RequiredRole {
+    Admin,
+    User,
+}
+
 #[utoipa::path(
-    get,
+    method(get, post, put, patch, delete, options),
     path = "/verify",
     tag = "backends",
     security(("bearer" = [])),
     params(
-        ("role" = Option<String>, Query, description = "Require this role: `admin` (or `user`, which every valid token has). Any other value is `400 invalid_request`."),
+        ("role" = inline(Option<RequiredRole>), Query, description = "Require this role: `admin` (or `user`, which every valid token has). Any other value is `400 invalid_request`."),
     ),
     responses(
-        (status = 200, description = "The token is valid and its session not revoked. Any method and any path under `/verify/` answer the same; the request body is ignored. Empty body.",
+        (status = 200, description = "The token is valid and its session not revoked. Any method (those listed, and HEAD, TRACE or any other) and any path under `/verify/` answer the same; the request body is ignored. Empty body.",
             headers(
                 ("X-Auth-User-Id" = uuid::Uuid, description = "The user id (`sub`)"),
                 ("X-Auth-Session-Id" = uuid::Uuid, description = "The session id (`sid`)"),
