@@ -41,12 +41,6 @@ use crate::telemetry::Telemetry;
 /// Chunks waiting for a subscriber's connection to take them.
 const OUTBOX: usize = 64;
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    // Every method reaches the handler, so that without service keys even a
-    // POST gets the 404 of a route that does not exist.
-    cfg.service(web::resource("/revocations").to(revocations));
-}
-
 /// The sessions whose access tokens may still be unexpired.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct RevocationSnapshot {
@@ -58,8 +52,10 @@ pub struct RevocationSnapshot {
 pub struct RevokedSession {
     pub session_id: uuid::Uuid,
     pub user_id: uuid::Uuid,
+    #[serde(serialize_with = "crate::http::timestamp")]
     pub revoked_at: chrono::DateTime<chrono::Utc>,
     /// No access token of the session verifies after this: forget the entry then.
+    #[serde(serialize_with = "crate::http::timestamp")]
     pub forget_after: chrono::DateTime<chrono::Utc>,
 }
 
@@ -85,8 +81,12 @@ pub async fn revocations(
     if state.service_keys.is_empty() {
         return Err(ApiError::NotFound);
     }
+    // Every method reaches here (the route list serves it for any), so that
+    // without service keys even a POST gets the 404 of a route that does not exist.
     if req.method() != Method::GET {
-        return Err(ApiError::MethodNotAllowed { allow: "GET" });
+        return Err(ApiError::MethodNotAllowed {
+            allow: "GET".into(),
+        });
     }
     let authorized = bearer_token(req.headers().get(header::AUTHORIZATION))
         .is_ok_and(|key| state.service_keys.accepts(key));

@@ -7,9 +7,8 @@
 //! answering with headers instead of a body, so a gateway enforces a
 //! revocation as soon as this instance knows of it. Any method and any path
 //! under `/verify/` are answered alike, because gateways forward the original
-//! request's method and often its path; the body is never read. The OpenAPI
-//! document lists the common methods; others (HEAD, TRACE, extension methods)
-//! are answered the same.
+//! request's method and often its path; the body is never read (the route
+//! list, `super::routes`, serves it for every method).
 
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -23,12 +22,6 @@ pub const USER_ID: HeaderName = HeaderName::from_static("x-auth-user-id");
 pub const SESSION_ID: HeaderName = HeaderName::from_static("x-auth-session-id");
 pub const ROLE: HeaderName = HeaderName::from_static("x-auth-role");
 pub const EMAIL_VERIFIED: HeaderName = HeaderName::from_static("x-auth-email-verified");
-
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    // `to` on the resource: every method. HEAD is routed as GET anyway.
-    cfg.service(web::resource("/verify").to(verify))
-        .service(web::resource("/verify/{path:.*}").to(verify));
-}
 
 /// The role a `?role=` parameter asks for. `None`: no requirement.
 ///
@@ -70,7 +63,7 @@ pub enum RequiredRole {
 }
 
 #[utoipa::path(
-    method(get, post, put, patch, delete, options),
+    get,
     path = "/verify",
     tag = "backends",
     security(("bearer" = [])),
@@ -78,7 +71,7 @@ pub enum RequiredRole {
         ("role" = inline(Option<RequiredRole>), Query, description = "Require this role: `admin` (or `user`, which every valid token has). Any other value is `400 invalid_request`."),
     ),
     responses(
-        (status = 200, description = "The token is valid and its session not revoked. Any method (those listed, and HEAD, TRACE or any other) and any path under `/verify/` answer the same; the request body is ignored. Empty body.",
+        (status = 200, description = "The token is valid and its session not revoked. Any method (POST, PUT, DELETE, HEAD, TRACE or any other) and any path under `/verify/` answer the same; the request body is ignored. Empty body.",
             headers(
                 ("X-Auth-User-Id" = uuid::Uuid, description = "The user id (`sub`)"),
                 ("X-Auth-Session-Id" = uuid::Uuid, description = "The session id (`sid`)"),
