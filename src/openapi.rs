@@ -28,6 +28,9 @@
 //!      (and `403 insufficient_role`); `.json_body()` (a `JsonObject` extractor)
 //!      implies `400 invalid_request, 408, 413, 415`; a `{param}` in the path
 //!      implies `404 not_found`; `500 internal_error` is always there.
+//!    - `.any_method()` serves the path for every method (no `405` from the
+//!      router): `/verify`, whose gateways forward any method, and
+//!      `/revocations`, which must look absent to every method when it is off.
 //!    - `.errors(&[...])`: every other code the handler can answer
 //!      (`Unavailable` when it reads the database, `TooManyRequests` when it
 //!      is rate limited, `EmailTaken`...).
