@@ -28,6 +28,9 @@
 //!      (and `403 insufficient_role`); `.json_body()` (a `JsonObject` extractor)
 //!      implies `400 invalid_request, 408, 413, 415`; a `{param}` in the path
 //!      implies `404 not_found`; `500 internal_error` is always there.
+//!    - `.any_method()` serves the path for every method (no `405` from the
+//!      router): `/verify`, whose gateways forward any method, and
+//!      `/revocations`, which must look absent to every method when it is off.
 //!    - `.errors(&[...])`: every other code the handler can answer
 //!      (`Unavailable` when it reads the database, `TooManyRequests` when it
 //!      is rate limited, `EmailTaken`...).
@@ -77,6 +80,7 @@ use crate::sessions::RefreshRefusal;
         (name = "tokens", description = "Sign in, refresh rotation, sign out"),
         (name = "sessions", description = "The caller's sessions (devices)"),
         (name = "admin", description = "Administration (role admin)"),
+        (name = "backends", description = "For the app's backends and gateways: forward auth and the revocation feed"),
         (name = "operations", description = "Probes and documentation"),
     )
 )]
@@ -108,6 +112,19 @@ impl Modify for BearerScheme {
                         "The `access_token` of a `/login` or `/refresh` answer. Paste the \
                          token alone (no quotes, no `Bearer ` prefix): it is sent as \
                          `Authorization: Bearer <token>`.",
+                    ))
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "service_key",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "One of `BACKEND_API_KEYS`, as `Authorization: Bearer <key>`: a \
+                         credential of the app's own backends, never of apps (an access \
+                         token is not accepted).",
                     ))
                     .build(),
             ),

@@ -115,6 +115,10 @@ pub struct Telemetry {
     /// Error answers whose code their route does not document: a bug, always
     /// zero (the tests and the contract run check it).
     pub undocumented_errors: Counter,
+    /// Revocation feed (`GET /revocations`) streams open now, and streams
+    /// ended because their subscriber fell too far behind.
+    pub feed_subscribers: Gauge,
+    pub feed_dropped: Counter,
     /// Gauges read from their sources at scrape time.
     pub hashes_in_flight: Gauge,
     pub hashes_queued: Gauge,
@@ -195,6 +199,18 @@ impl Telemetry {
             "Error answers whose code the OpenAPI document does not list for their route (a bug)",
             undocumented_errors.clone(),
         );
+        let feed_subscribers = Gauge::default();
+        let feed_dropped = Counter::default();
+        registry.register(
+            "revocation_feed_subscribers",
+            "Revocation feed streams (GET /revocations) open now",
+            feed_subscribers.clone(),
+        );
+        registry.register(
+            "revocation_feed_dropped",
+            "Revocation feed streams ended because the subscriber fell too far behind",
+            feed_dropped.clone(),
+        );
         let [in_flight, queued, conns, idle, remembered, limiter] = gauges;
         registry.register(
             "password_hashes_in_flight",
@@ -259,6 +275,8 @@ impl Telemetry {
             reuse_replay_age,
             connections_refused,
             undocumented_errors,
+            feed_subscribers,
+            feed_dropped,
             hashes_in_flight: in_flight,
             hashes_queued: queued,
             db_connections: conns,

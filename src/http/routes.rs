@@ -9,7 +9,9 @@
 
 use actix_web::web;
 
-use super::{account, admin, docs, health, keys, lifecycle, resource, sessions, tokens};
+use super::{
+    account, admin, docs, health, keys, lifecycle, resource, revocations, sessions, tokens, verify,
+};
 use crate::error::ErrorCode::{self, *};
 
 /// The methods the API serves (HEAD is answered wherever GET is, by
@@ -65,6 +67,11 @@ pub struct Route {
     /// In the app-facing OpenAPI document (false: operations' and Swagger
     /// UI's own routes).
     pub documented: bool,
+    /// Served for every method (the document names `method`): forward auth,
+    /// whose gateways pass the original request's method, and a route that
+    /// must look absent to every method when it is off. Its handler answers
+    /// `405` itself where it has to.
+    pub any_method: bool,
     serve: fn(actix_web::Route) -> actix_web::Route,
 }
 
@@ -77,6 +84,7 @@ impl Route {
             json_body: false,
             errors: &[],
             documented: false,
+            any_method: false,
             serve: |route| route,
         }
     }
@@ -103,6 +111,10 @@ impl Route {
     }
     const fn errors(mut self, errors: &'static [ErrorCode]) -> Self {
         self.errors = errors;
+        self
+    }
+    const fn any_method(mut self) -> Self {
+        self.any_method = true;
         self
     }
     const fn documented(mut self) -> Self {
@@ -209,6 +221,10 @@ route_table! {
             .errors(&[NotFound, Unavailable]),
         health::healthz => Route::get("/healthz"),
         health::readyz => Route::get("/readyz").errors(&[Unavailable]),
+        verify::verify => Route::get("/verify").bearer().any_method()
+            .errors(&[InvalidRequest, InsufficientRole]),
+        revocations::revocations => Route::get("/revocations").any_method()
+            .errors(&[InvalidToken, NotFound, MethodNotAllowed]),
         docs::openapi_json => Route::get("/openapi.json"),
         docs::swagger_ui => Route::get("/docs"),
     }
@@ -216,6 +232,9 @@ route_table! {
         // For the operator's monitoring, not for apps (README, Operations).
         health::metrics => Route::get("/metrics"),
         docs::swagger_asset => Route::get("/docs/{file:.*}"),
+        // `/verify` under any path (gateways often pass the original one).
+        verify::verify => Route::get("/verify/{path:.*}").bearer().any_method()
+            .errors(&[InvalidRequest, InsufficientRole]),
     }
 }
 
@@ -228,6 +247,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             continue;
         }
         registered.push(route.path);
+        if route.any_method {
+            // No method guard: every method reaches the handler.
+            cfg.service(web::resource(route.path).route((route.serve)(web::route())));
+            continue;
+        }
         let mut resource = resource(route.path, allow(route.path));
         for same_path in ROUTES.iter().filter(|r| r.path == route.path) {
             resource = resource.route((same_path.serve)(same_path.method.actix()));
@@ -252,7 +276,7 @@ pub fn find(method: &str, pattern: Option<&str>) -> Option<&'static Route> {
     let pattern = pattern?;
     ROUTES
         .iter()
-        .find(|r| r.path == pattern && r.method.as_str() == method)
+        .find(|r| r.path == pattern && (r.any_method || r.method.as_str() == method))
 }
 
 /// The metrics label of a matched pattern: a route's path, or `unmatched`
