@@ -10,6 +10,7 @@ mod docs;
 mod errors;
 mod flaky;
 mod flood;
+mod gateway;
 mod health;
 mod helpers;
 mod hostile;
