@@ -335,15 +335,13 @@ async fn logouts(args: Args) {
         "logouts: {rate:.0} logouts/s with {} remembered revocations ({} logouts, concurrency {}), failures: {failed}",
         args.preload, args.logouts, args.concurrency
     );
-    if let (Some(before), Some(after)) = (before, after) {
-        if args.preload > 0 {
-            println!(
-                "logouts: server RSS {:.1} MiB before the preload, {:.1} MiB after: {:.0} bytes per remembered revocation",
-                before as f64 / 1024.0,
-                after as f64 / 1024.0,
-                after.saturating_sub(before) as f64 * 1024.0 / args.preload as f64
-            );
-        }
+    if let (Some(before), Some(after), true) = (before, after, args.preload > 0) {
+        println!(
+            "logouts: server RSS {:.1} MiB before the preload, {:.1} MiB after: {:.0} bytes per remembered revocation",
+            before as f64 / 1024.0,
+            after as f64 / 1024.0,
+            after.saturating_sub(before) as f64 * 1024.0 / args.preload as f64
+        );
     }
 }
 
