@@ -7,7 +7,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::error::ErrorBody;
-use crate::http::{account, admin, docs, health, keys, sessions, tokens};
+use crate::http::{account, admin, docs, health, keys, sessions, tokens, verify};
 
 #[derive(Debug, OpenApi)]
 #[openapi(
@@ -35,6 +35,7 @@ use crate::http::{account, admin, docs, health, keys, sessions, tokens};
         sessions::delete_session,
         account::change_password,
         admin::revoke_user_sessions,
+        verify::verify,
         health::healthz,
         health::readyz,
         health::metrics,
@@ -48,6 +49,7 @@ use crate::http::{account, admin, docs, health, keys, sessions, tokens};
         (name = "tokens", description = "Sign in, refresh rotation, sign out"),
         (name = "sessions", description = "The caller's sessions (devices)"),
         (name = "admin", description = "Administration (role admin)"),
+        (name = "backends", description = "For the app's backends and gateways: forward auth and the revocation feed"),
         (name = "operations", description = "Probes and documentation"),
     )
 )]

@@ -381,7 +381,7 @@ fn method_label(method: &str) -> &'static str {
 }
 
 /// Every route pattern the service serves, as static labels.
-const ROUTES: [&str; 17] = [
+const ROUTES: [&str; 19] = [
     "/register",
     "/login",
     "/refresh",
@@ -398,6 +398,8 @@ const ROUTES: [&str; 17] = [
     "/openapi.json",
     "/docs",
     "/docs/{file:.*}",
+    "/verify",
+    "/verify/{path:.*}",
     "unmatched",
 ];
 

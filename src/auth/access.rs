@@ -72,6 +72,9 @@ pub struct Claims {
     /// The session id: what revocation acts on.
     pub sid: Uuid,
     pub role: Role,
+    /// Whether the account's email was verified when the token was issued
+    /// (the `email_verified` claim; `false` when absent).
+    pub email_verified: bool,
     pub iat: i64,
     pub nbf: i64,
     pub exp: i64,
@@ -90,6 +93,9 @@ struct WireClaims<'a> {
     sub: Uuid,
     sid: Uuid,
     role: Role,
+    /// Absent in tokens issued before the claim existed: read as `false`.
+    #[serde(default)]
+    email_verified: bool,
     iat: i64,
     nbf: i64,
     exp: i64,
@@ -300,6 +306,8 @@ impl AccessTokens {
             sub: user_id,
             sid: session_id,
             role,
+            // The account lifecycle (email verification) sets this from the user row.
+            email_verified: false,
             iat,
             nbf: iat,
             exp: iat.saturating_add(ttl),
@@ -464,6 +472,7 @@ impl AccessTokens {
             sub: claims.sub,
             sid: claims.sid,
             role: claims.role,
+            email_verified: claims.email_verified,
             iat: claims.iat,
             nbf: claims.nbf,
             exp: claims.exp,

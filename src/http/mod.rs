@@ -14,6 +14,7 @@ pub mod health;
 pub mod keys;
 pub mod sessions;
 pub mod tokens;
+pub mod verify;
 
 use std::sync::Arc;
 
@@ -57,6 +58,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     admin::routes(cfg);
     health::routes(cfg);
     keys::routes(cfg);
+    verify::routes(cfg);
     docs::routes(cfg);
 }
 

@@ -34,3 +34,4 @@ mod slow_clients;
 mod soak;
 mod store;
 mod support;
+mod verify;
