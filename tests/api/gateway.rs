@@ -265,15 +265,25 @@ async fn missing_bad_and_revoked_tokens_never_reach_the_app() {
     let url = nginx.url("/orders");
 
     let response = get(&app, &url, None).await;
-    assert_eq!(response.headers()["www-authenticate"], "Bearer");
+    let challenges: Vec<_> = response
+        .headers()
+        .get_all("www-authenticate")
+        .iter()
+        .collect();
+    assert_eq!(challenges, ["Bearer"], "one RFC 6750 challenge");
     assert_error(response, StatusCode::UNAUTHORIZED, "missing_token").await;
 
     let mut tampered = login.access_token.clone();
     tampered.push('x');
     for bad in ["not-a-jwt", tampered.as_str()] {
         let response = get(&app, &url, Some(bad)).await;
-        let challenge = response.headers()["www-authenticate"].to_str().unwrap();
-        assert!(challenge.contains("invalid_token"), "{challenge}");
+        let challenges: Vec<_> = response
+            .headers()
+            .get_all("www-authenticate")
+            .iter()
+            .collect();
+        assert_eq!(challenges.len(), 1, "one RFC 6750 challenge");
+        assert!(challenges[0].to_str().unwrap().contains("invalid_token"));
         assert_error(response, StatusCode::UNAUTHORIZED, "invalid_token").await;
     }
 
@@ -338,4 +348,19 @@ async fn admin_paths_need_the_admin_role_at_the_gateway() {
     let response = get(&app, &url, Some(&admin.access_token)).await;
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(upstream.requests(), vec![login.user_id.to_string()]);
+}
+
+#[tokio::test]
+async fn when_auth_api_cannot_be_reached_nginx_refuses_and_the_app_is_not_reached() {
+    let binary = require_nginx!();
+    let app = spawn_app().await;
+    let login = app.new_login().await;
+    let upstream = Upstream::start().await;
+    // Nothing listens where nginx looks for auth-api.
+    let nginx = Nginx::start(binary, free_port(), upstream.port).await;
+
+    let response = get(&app, &nginx.url("/orders"), Some(&login.access_token)).await;
+
+    assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(upstream.requests().is_empty(), "closed, never open");
 }
