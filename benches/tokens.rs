@@ -53,7 +53,9 @@ fn bench(c: &mut Criterion) {
     let now = Utc::now();
     // A realistic revocation set: a thousand sessions revoked in the last minutes.
     let revocations = RevocationSet::new(Duration::from_secs(935));
-    let revoked: Vec<_> = (0..1000).map(|_| (Uuid::new_v4(), now)).collect();
+    let revoked: Vec<_> = (0..1000)
+        .map(|_| (Uuid::new_v4(), Uuid::new_v4(), now))
+        .collect();
     revocations.insert_many(&revoked, now);
 
     for alg in [None, Some(Algorithm::Es256), Some(Algorithm::EdDsa)] {
@@ -99,6 +101,21 @@ fn bench(c: &mut Criterion) {
     });
     c.bench_function("refresh_token_mint", |b| {
         b.iter(|| refresh::mint(&keys, black_box(session), 43))
+    });
+
+    // The revocation set at a busy time: 100k entries. An insert must not
+    // cost the size of the set (it did when the set was copied per insert),
+    // and a lookup must stay what the Bearer check can afford.
+    let big = RevocationSet::new(Duration::from_secs(935));
+    let user = Uuid::new_v4();
+    let filled: Vec<_> = (0..100_000).map(|_| (Uuid::new_v4(), user, now)).collect();
+    big.insert_many(&filled, now);
+    c.bench_function("revocations_insert/100k", |b| {
+        b.iter(|| big.insert(black_box(Uuid::new_v4()), user, now))
+    });
+    let present = filled[50_000].0;
+    c.bench_function("revocations_lookup/100k", |b| {
+        b.iter(|| big.is_revoked(black_box(&present)))
     });
 }
 

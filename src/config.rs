@@ -54,6 +54,11 @@ pub struct Config {
     /// closed at accept. Not applied with `TRUST_FORWARDED_FOR`: every
     /// connection then comes from the proxy.
     pub http_max_connections_per_ip: usize,
+    /// Service keys of `GET /revocations` (`BACKEND_API_KEYS`); none: the route answers 404.
+    pub backend_api_keys: Vec<SecretString>,
+    /// The revocation feed sends a comment line at least this often
+    /// (`REVOCATIONS_KEEPALIVE`, 1 to 15 s: API.md promises one every 15 s).
+    pub revocations_keepalive: Duration,
 }
 
 /// The algorithm of the access tokens (`JWT_ALGORITHM`).
@@ -279,6 +284,25 @@ impl Config {
             usize::try_from(number("HTTP_MAX_CONNECTIONS_PER_IP", 256, 1)?)
                 .map_err(|_| ConfigError::new("HTTP_MAX_CONNECTIONS_PER_IP", "is too large"))?;
 
+        let backend_api_keys = secret_or_file("BACKEND_API_KEYS", "BACKEND_API_KEYS_FILE", true)?
+            .filter(|(list, _)| !list.trim().is_empty())
+            .map(|(list, from)| {
+                list.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(|s| secret_key(from, s.to_owned()))
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .transpose()?
+            .unwrap_or_default();
+        let revocations_keepalive = seconds("REVOCATIONS_KEEPALIVE", 15, 1)?;
+        if revocations_keepalive > Duration::from_secs(15) {
+            return Err(ConfigError::new(
+                "REVOCATIONS_KEEPALIVE",
+                "must be at most 15 seconds (API.md: a comment line at least every 15 s)",
+            ));
+        }
+
         Ok(Self {
             database_url: SecretString::from(database_url),
             bind_addr,
@@ -292,6 +316,8 @@ impl Config {
             http_workers,
             http_request_timeout,
             http_max_connections_per_ip,
+            backend_api_keys,
+            revocations_keepalive,
         })
     }
 
@@ -641,5 +667,58 @@ mod tests {
         let c = config(&[("DATABASE_URL", "postgres://u:p@h/db")]).unwrap();
         assert_eq!(c.database_kind(), "postgres");
         assert_eq!(c.data_dir(), PathBuf::from("data"));
+    }
+
+    #[test]
+    fn backend_api_keys_are_a_list_of_long_keys_from_the_variable_or_its_file() {
+        let (one, two) = (
+            "backend-key-number-one-0123456789abcdef",
+            "backend-key-number-two-0123456789abcdef",
+        );
+        assert!(config(&[]).unwrap().backend_api_keys.is_empty());
+        let c = config(&[("BACKEND_API_KEYS", &format!(" {one}, {two},"))]).unwrap();
+        let keys: Vec<_> = c
+            .backend_api_keys
+            .iter()
+            .map(|k| k.expose_secret().to_owned())
+            .collect();
+        assert_eq!(keys, [one, two]);
+
+        let (_d, path) = secret_file(&format!("{one},{two}\n"));
+        let c = config(&[("BACKEND_API_KEYS_FILE", &path)]).unwrap();
+        assert_eq!(c.backend_api_keys.len(), 2);
+
+        // One short key refuses the start, naming the variable, never the value.
+        let err = config(&[("BACKEND_API_KEYS", &format!("{one},short-key"))]).unwrap_err();
+        assert_eq!(err.var, "BACKEND_API_KEYS");
+        assert!(!err.to_string().contains("short-key"), "{err}");
+        assert!(!err.to_string().contains(one), "{err}");
+        let (_d, path) = secret_file("short-key\n");
+        let err = config(&[("BACKEND_API_KEYS_FILE", &path)]).unwrap_err();
+        assert_eq!(err.var, "BACKEND_API_KEYS_FILE");
+        assert!(!err.to_string().contains("short-key"), "{err}");
+        let err =
+            config(&[("BACKEND_API_KEYS", one), ("BACKEND_API_KEYS_FILE", &path)]).unwrap_err();
+        assert_eq!(err.var, "BACKEND_API_KEYS");
+    }
+
+    #[test]
+    fn the_feed_keep_alive_is_at_most_the_contracts_fifteen_seconds() {
+        assert_eq!(
+            config(&[]).unwrap().revocations_keepalive,
+            Duration::from_secs(15)
+        );
+        assert_eq!(
+            config(&[("REVOCATIONS_KEEPALIVE", "1")])
+                .unwrap()
+                .revocations_keepalive,
+            Duration::from_secs(1)
+        );
+        for bad in ["0", "16", "soon"] {
+            assert_eq!(
+                config(&[("REVOCATIONS_KEEPALIVE", bad)]).unwrap_err().var,
+                "REVOCATIONS_KEEPALIVE"
+            );
+        }
     }
 }

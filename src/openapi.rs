@@ -7,7 +7,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::error::ErrorBody;
-use crate::http::{account, admin, docs, health, keys, sessions, tokens, verify};
+use crate::http::{account, admin, docs, health, keys, revocations, sessions, tokens, verify};
 
 #[derive(Debug, OpenApi)]
 #[openapi(
@@ -36,6 +36,7 @@ use crate::http::{account, admin, docs, health, keys, sessions, tokens, verify};
         account::change_password,
         admin::revoke_user_sessions,
         verify::verify,
+        revocations::revocations,
         health::healthz,
         health::readyz,
         health::metrics,
@@ -70,6 +71,19 @@ impl Modify for BearerScheme {
                     .bearer_format("JWT")
                     .description(Some(
                         "The `access_token` of a `/login` or `/refresh` answer.",
+                    ))
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "service_key",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "One of `BACKEND_API_KEYS`, as `Authorization: Bearer <key>`: a \
+                         credential of the app's own backends, never of apps (an access \
+                         token is not accepted).",
                     ))
                     .build(),
             ),

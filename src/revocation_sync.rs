@@ -3,7 +3,8 @@
 //! On PostgreSQL, a trigger notifies each session revocation as its
 //! transaction commits; this task listens and records them in memory, so a
 //! revocation made on one instance reaches the Bearer check of every other
-//! within milliseconds, still with no database read per request.
+//! within milliseconds, still with no database read per request; the set
+//! passes each new one on to this instance's revocation feed subscribers.
 //!
 //! Notifications are not stored: any sent while the connection was down are
 //! lost. So every (re)subscription is followed by a reload of the revocations
@@ -66,8 +67,8 @@ pub async fn run(store: Store, revocations: Arc<RevocationSet>, keep_for: Durati
         }
         loop {
             match feed.next().await {
-                Ok(Some((session_id, at))) => {
-                    revocations.insert_many(&[(session_id, at)], Utc::now())
+                Ok(Some((session_id, user_id, at))) => {
+                    revocations.insert_many(&[(session_id, user_id, at)], Utc::now())
                 }
                 Ok(None) => {
                     log::warn!("revocation feed: connection lost, resubscribing");

@@ -26,7 +26,7 @@ use crate::auth::asymmetric::{
     load_or_create_key_file as load_or_create_signing_key_file,
 };
 use crate::auth::keys::{Keyring, load_or_create_key_file};
-use crate::auth::{AccessTokens, PasswordHasher, RevocationSet};
+use crate::auth::{AccessTokens, PasswordHasher, RevocationSet, ServiceKeys};
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::{Config, ConfigError, JwtAlgorithm};
 use crate::connections::ConnectionLimits;
@@ -90,7 +90,7 @@ impl Application {
     ) -> anyhow::Result<Self> {
         let state = web::Data::new(build_state(&config, clock).await?);
         let port = listener.local_addr()?.port();
-        let tasks = spawn_housekeeping(state.clone().into_inner(), revocation_memory(&config));
+        let mut tasks = spawn_housekeeping(state.clone().into_inner(), revocation_memory(&config));
 
         // Behind a proxy (TRUST_FORWARDED_FOR) every connection comes from the
         // proxy's address, so a per-address cap would cap the whole service.
@@ -100,7 +100,8 @@ impl Application {
                 state.telemetry.connections_refused.clone(),
             )
         });
-        let server = http_server(listener, state.clone(), &config, limits)?;
+        let (server, closing) = http_server(listener, state.clone(), &config, limits)?;
+        tasks.push(closing);
 
         Ok(Self {
             port,
@@ -147,9 +148,19 @@ fn http_server(
     state: web::Data<AppState>,
     config: &Config,
     limits: Option<Arc<ConnectionLimits>>,
-) -> std::io::Result<Server> {
+) -> std::io::Result<(Server, JoinHandle<()>)> {
     let builder = actix_server::Server::build();
     let stopping = builder.graceful_shutdown_signal();
+    // Long-lived answers (the revocation feed's streams) end when a graceful
+    // shutdown starts, so they never make it wait for its timeout.
+    let closing = tokio::spawn({
+        let stopping = stopping.clone();
+        let state = state.clone();
+        async move {
+            stopping.notified().await;
+            state.closing.send_replace(true);
+        }
+    });
     let local_addr = listener.local_addr()?;
     let request_timeout = config.http_request_timeout;
     let server = builder
@@ -203,7 +214,7 @@ fn http_server(
             })
         })?
         .run();
-    Ok(server)
+    Ok((server, closing))
 }
 
 /// The application: state, extractor settings, middleware and routes.
@@ -344,6 +355,9 @@ async fn build_state(config: &Config, clock: SharedClock) -> anyhow::Result<AppS
         tokens,
         hasher,
         revocations,
+        service_keys: ServiceKeys::new(&config.backend_api_keys),
+        feed_keepalive: config.revocations_keepalive,
+        closing: tokio::sync::watch::Sender::new(false),
         limits: crate::limits::RateLimits::new(config.auth_rate_limit),
         telemetry,
         clock,

@@ -106,6 +106,10 @@ pub struct Telemetry {
     /// Connections closed at accept for being over `HTTP_MAX_CONNECTIONS_PER_IP`
     /// (counted by [`crate::connections::ConnectionLimits`]).
     pub connections_refused: Counter,
+    /// Revocation feed (`GET /revocations`) streams open now, and streams
+    /// ended because their subscriber fell too far behind.
+    pub feed_subscribers: Gauge,
+    pub feed_dropped: Counter,
     /// Gauges read from their sources at scrape time.
     pub hashes_in_flight: Gauge,
     pub hashes_queued: Gauge,
@@ -172,6 +176,18 @@ impl Telemetry {
             "Connections closed at accept: their address held HTTP_MAX_CONNECTIONS_PER_IP already",
             connections_refused.clone(),
         );
+        let feed_subscribers = Gauge::default();
+        let feed_dropped = Counter::default();
+        registry.register(
+            "revocation_feed_subscribers",
+            "Revocation feed streams (GET /revocations) open now",
+            feed_subscribers.clone(),
+        );
+        registry.register(
+            "revocation_feed_dropped",
+            "Revocation feed streams ended because the subscriber fell too far behind",
+            feed_dropped.clone(),
+        );
         let [in_flight, queued, conns, idle, remembered, limiter] = gauges;
         registry.register(
             "password_hashes_in_flight",
@@ -214,6 +230,8 @@ impl Telemetry {
             registrations,
             reuse_replay_age,
             connections_refused,
+            feed_subscribers,
+            feed_dropped,
             hashes_in_flight: in_flight,
             hashes_queued: queued,
             db_connections: conns,
@@ -381,7 +399,7 @@ fn method_label(method: &str) -> &'static str {
 }
 
 /// Every route pattern the service serves, as static labels.
-const ROUTES: [&str; 19] = [
+const ROUTES: [&str; 20] = [
     "/register",
     "/login",
     "/refresh",
@@ -400,6 +418,7 @@ const ROUTES: [&str; 19] = [
     "/docs/{file:.*}",
     "/verify",
     "/verify/{path:.*}",
+    "/revocations",
     "unmatched",
 ];
 

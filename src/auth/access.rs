@@ -129,6 +129,9 @@ pub enum TokenError {
     WrongIssuerOrAudience,
     #[error("the token has been revoked")]
     Revoked,
+    /// `GET /revocations` without one of `BACKEND_API_KEYS` (an access token is not one).
+    #[error("a service key (BACKEND_API_KEYS) is required")]
+    NotAServiceKey,
 }
 
 /// Whether `text` has the shape of a compact JWS (three base64url segments,

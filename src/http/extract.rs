@@ -66,7 +66,7 @@ pub fn check_bearer(
 /// The token of an `Authorization: Bearer <token>` header (RFC 6750 §2.1).
 /// No header, or another scheme, is a missing token; a Bearer header with an
 /// empty token is an invalid one.
-fn bearer_token(authorization: Option<&HeaderValue>) -> Result<&str, ApiError> {
+pub(crate) fn bearer_token(authorization: Option<&HeaderValue>) -> Result<&str, ApiError> {
     let Some(value) = authorization else {
         return Err(ApiError::MissingToken);
     };

@@ -1,8 +1,9 @@
 //! The HTTP layer: one file per resource, each with its `routes()`, plus the
 //! extractors every handler shares. Handlers extract, call the services
 //! ([`Sessions`] for anything that starts, rotates or ends a session) and
-//! [`crate::auth`], and answer; they never write SQL nor touch the revocation
-//! set, and errors leave through [`ApiError`].
+//! [`crate::auth`], and answer; they never write SQL nor write the revocation
+//! set (the Bearer check and the feed, [`revocations`], only read it), and
+//! errors leave through [`ApiError`].
 
 pub mod account;
 pub mod admin;
@@ -12,6 +13,7 @@ pub mod extract;
 pub mod head;
 pub mod health;
 pub mod keys;
+pub mod revocations;
 pub mod sessions;
 pub mod tokens;
 pub mod verify;
@@ -20,7 +22,7 @@ use std::sync::Arc;
 
 use actix_web::{HttpResponse, web};
 
-use crate::auth::{AccessTokens, PasswordHasher, RevocationSet};
+use crate::auth::{AccessTokens, PasswordHasher, RevocationSet, ServiceKeys};
 use crate::clock::SharedClock;
 use crate::error::ApiError;
 use crate::limits::{RateLimits, RetryAfter};
@@ -38,6 +40,13 @@ pub struct AppState {
     /// Read by the Bearer check; written only by the sessions service and the
     /// feed from other instances.
     pub revocations: Arc<RevocationSet>,
+    /// The backends' keys for `GET /revocations` (none: the route is off).
+    pub service_keys: ServiceKeys,
+    /// The revocation feed's keep-alive period (`REVOCATIONS_KEEPALIVE`).
+    pub feed_keepalive: std::time::Duration,
+    /// Turns `true` when the server starts a graceful shutdown: feed streams
+    /// end at once instead of holding the shutdown up.
+    pub closing: tokio::sync::watch::Sender<bool>,
     pub limits: RateLimits,
     pub telemetry: Arc<crate::telemetry::Telemetry>,
     pub clock: SharedClock,
@@ -59,6 +68,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     health::routes(cfg);
     keys::routes(cfg);
     verify::routes(cfg);
+    revocations::routes(cfg);
     docs::routes(cfg);
 }
 

@@ -229,7 +229,7 @@ impl Sessions {
                 }
                 Decision::Reuse => {
                     if self.store.revoke_session(session.id, now).await?.is_some() {
-                        self.remember(&[session.id], now);
+                        self.remember(&[session.id], session.user_id, now);
                         self.telemetry.reuse_detected(
                             session.user_id,
                             session.id,
@@ -293,7 +293,7 @@ impl Sessions {
         let now = self.now();
         let ended = self.store.revoke_all_sessions(user, now).await?;
         if let Some(also) = also.filter(|id| !ended.contains(id)) {
-            self.remember(&[also], now);
+            self.remember(&[also], user, now);
         }
         self.revoked(&ended, now, reason, actor, user);
         Ok(ended)
@@ -363,12 +363,13 @@ impl Sessions {
         if sessions.is_empty() {
             return;
         }
-        self.remember(sessions, at);
+        self.remember(sessions, user, at);
         self.telemetry.revoked(reason, actor, Some(user), sessions);
     }
 
-    fn remember(&self, sessions: &[Uuid], at: DateTime<Utc>) {
-        let entries: Vec<_> = sessions.iter().map(|id| (*id, at)).collect();
+    /// Into the revocation set (and from there to the feed's subscribers).
+    fn remember(&self, sessions: &[Uuid], user: Uuid, at: DateTime<Utc>) {
+        let entries: Vec<_> = sessions.iter().map(|id| (*id, user, at)).collect();
         self.revocations.insert_many(&entries, self.now());
     }
 

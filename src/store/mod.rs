@@ -97,12 +97,12 @@ pub struct RevocationFeed {
 }
 
 impl RevocationFeed {
-    /// The next revocation (session id, when). `Ok(None)` when the connection
+    /// The next revocation (session id, user id, when). `Ok(None)` when the connection
     /// was lost: notifications may have been missed, so the caller should
     /// subscribe again and reload recent revocations.
     pub async fn next(
         &mut self,
-    ) -> Result<Option<(uuid::Uuid, chrono::DateTime<chrono::Utc>)>, StoreError> {
+    ) -> Result<Option<(uuid::Uuid, uuid::Uuid, chrono::DateTime<chrono::Utc>)>, StoreError> {
         loop {
             match self.listener.try_recv().await? {
                 None => return Ok(None),

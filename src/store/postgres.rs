@@ -34,16 +34,22 @@ pub(super) fn is_unavailable_code(code: &str) -> bool {
 }
 
 /// The channel the `sessions_revoked_notify` trigger notifies (migration 0002).
-pub(super) const REVOCATION_CHANNEL: &str = "auth_session_revoked";
+/// The channel with the user id (migration 0008); the older
+/// `auth_session_revoked` is still notified for instances not yet upgraded.
+pub(super) const REVOCATION_CHANNEL: &str = "auth_session_revoked_v2";
 
-/// Parses a trigger payload: `"<session uuid> <revoked_at in unix ms>"`.
+/// Parses a trigger payload: `"<session uuid> <revoked_at in unix ms> <user uuid>"`.
 pub(super) fn parse_revocation(
     payload: &str,
-) -> Option<(uuid::Uuid, chrono::DateTime<chrono::Utc>)> {
-    let (id, millis) = payload.split_once(' ')?;
-    let id = id.parse().ok()?;
-    let at = chrono::DateTime::from_timestamp_millis(millis.parse().ok()?)?;
-    Some((id, at))
+) -> Option<(uuid::Uuid, uuid::Uuid, chrono::DateTime<chrono::Utc>)> {
+    let mut fields = payload.split(' ');
+    let id = fields.next()?.parse().ok()?;
+    let at = chrono::DateTime::from_timestamp_millis(fields.next()?.parse().ok()?)?;
+    let user = fields.next()?.parse().ok()?;
+    if fields.next().is_some() {
+        return None;
+    }
+    Some((id, user, at))
 }
 
 /// Spends the refresh token of generation `from` (see `Store::rotate_if_current`).
@@ -80,11 +86,21 @@ mod tests {
 
     #[test]
     fn trigger_payloads_parse() {
-        let (id, at) =
-            parse_revocation("6f1c1f0e-8a61-4a8e-9b1e-2f4f5d1c0a11 1795767451123").unwrap();
+        let (id, user, at) = parse_revocation(
+            "6f1c1f0e-8a61-4a8e-9b1e-2f4f5d1c0a11 1795767451123 0b7e5c1a-3f2d-4c8e-9a6b-1d2e3f4a5b6c",
+        )
+        .unwrap();
         assert_eq!(id.to_string(), "6f1c1f0e-8a61-4a8e-9b1e-2f4f5d1c0a11");
+        assert_eq!(user.to_string(), "0b7e5c1a-3f2d-4c8e-9a6b-1d2e3f4a5b6c");
         assert_eq!(at.timestamp_millis(), 1_795_767_451_123);
         assert!(parse_revocation("garbage").is_none());
-        assert!(parse_revocation("6f1c1f0e-8a61-4a8e-9b1e-2f4f5d1c0a11 soon").is_none());
+        // The old payload, without the user: not for this channel.
+        assert!(parse_revocation("6f1c1f0e-8a61-4a8e-9b1e-2f4f5d1c0a11 1795767451123").is_none());
+        assert!(
+            parse_revocation(
+                "6f1c1f0e-8a61-4a8e-9b1e-2f4f5d1c0a11 soon 0b7e5c1a-3f2d-4c8e-9a6b-1d2e3f4a5b6c"
+            )
+            .is_none()
+        );
     }
 }

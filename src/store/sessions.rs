@@ -206,15 +206,15 @@ impl Store {
             .bind(user_id).bind(now).fetch_all(pool).await)?)
     }
 
-    /// Sessions revoked at or after `since`, with when: what a starting instance
+    /// Sessions revoked at or after `since`, with their user and when: what a starting instance
     /// loads into its revocation set so a restart resurrects no access token.
     pub async fn revoked_since(
         &self,
         since: DateTime<Utc>,
-    ) -> Result<Vec<(Uuid, DateTime<Utc>)>, StoreError> {
-        let sql = "SELECT id, revoked_at FROM sessions WHERE revoked_at >= $1";
+    ) -> Result<Vec<(Uuid, Uuid, DateTime<Utc>)>, StoreError> {
+        let sql = "SELECT id, user_id, revoked_at FROM sessions WHERE revoked_at >= $1";
         Ok(
-            on_pool!(self, pool => sqlx::query_as::<_, (Uuid, DateTime<Utc>)>(sql)
+            on_pool!(self, pool => sqlx::query_as::<_, (Uuid, Uuid, DateTime<Utc>)>(sql)
             .bind(since).fetch_all(pool).await)?,
         )
     }

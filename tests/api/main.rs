@@ -27,6 +27,7 @@ mod outage;
 mod password;
 pub mod refresh;
 mod register;
+mod revocation_feed;
 mod rotation;
 mod sessions;
 mod shutdown;
