@@ -18,7 +18,7 @@ CONNECTIONS="${CONNECTIONS:-64}"
 SUBSCRIBERS="${SUBSCRIBERS:-1000}"
 LOGOUTS="${LOGOUTS:-50}"
 PRELOAD="${PRELOAD:-100000}"
-MEASURED="${MEASURED:-5000}"
+MEASURED="${MEASURED:-20000}"
 PORT="${PORT:-18090}"
 # shellcheck source=benches/common.sh
 . benches/common.sh
@@ -50,7 +50,7 @@ for round in 1 2 3; do
 done
 HEALTHZ="$(median <"$WORK/healthz.rps")"; VERIFY="$(median <"$WORK/verify.rps")"
 echo "healthz: $HEALTHZ req/s  (rounds: $(paste -sd' ' "$WORK/healthz.rps"))"
-echo "verify:  $VERIFY req/s  (rounds: $(paste -sd' ' "$WORK/verify.rps")); runs with non-2xx: $(grep -c 'Non-2xx' "$WORK/verify.txt" || true)"
+echo "verify:  $VERIFY req/s  (rounds: $(paste -sd' ' "$WORK/verify.rps")); non-2xx answers: $(awk '/Non-2xx/ {print $4}' "$WORK/verify.txt" | paste -sd' ' | grep . || echo none)$(grep -E 'Socket errors' "$WORK/verify.txt" | sed 's/^/; /' | paste -sd' ')"
 echo "verify latency p50/p99 of the last round: $(awk '/ 50%/ {print $2}' "$WORK/verify.txt" | tail -n1) / $(awk '/ 99%/ {print $2}' "$WORK/verify.txt" | tail -n1)"
 awk -v a="$VERIFY" -v b="$HEALTHZ" 'BEGIN {printf "ratio verify/healthz: %.2f   (target >= 0.90)\n", a/b}'
 stop_server
@@ -68,11 +68,12 @@ me_rps() {
     wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" -H "Authorization: Bearer $1" "$BASE/me" | rps
 }
 echo
-echo "== (c) logouts/s with $PRELOAD remembered revocations vs none ($MEASURED logouts measured, concurrency 32)"
+echo "== (c) logouts/s with $PRELOAD remembered revocations vs none ($MEASURED logouts measured, concurrency 32;"
+echo "   both databases hold $((PRELOAD + MEASURED)) sessions of one user: only the remembered revocations differ)"
 start_server "sqlite://$WORK/c0.db" "${LOOPBACK[@]}"
 TOKEN="$(login_token)"
 "$REVOCATIONS_LOAD" logouts --url "$BASE" --database-url "sqlite://$WORK/c0.db" --secret "$SECRET" \
-    --preload 0 --logouts "$MEASURED" --concurrency 32 --server-pid "$SERVER_PID" | tee "$WORK/c0.txt"
+    --preload 0 --extra "$PRELOAD" --logouts "$MEASURED" --concurrency 32 --server-pid "$SERVER_PID" | tee "$WORK/c0.txt"
 NONE="$(awk '/logouts\/s with/ {print $2}' "$WORK/c0.txt")"
 ME_NONE="$(me_rps "$TOKEN")"
 echo "GET /me with $(curl -sf -H "Authorization: Bearer $SERVICE_KEY" "$BASE/revocations" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["revoked"]))') remembered: $ME_NONE req/s"

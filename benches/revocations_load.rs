@@ -11,7 +11,8 @@
 //! - `logouts`: first logs `--preload` sessions out through `POST /logout`
 //!   (the API's own path, so the server remembers that many revocations),
 //!   then times `--logouts` more at `--concurrency`, and prints logouts/s and
-//!   the server's RSS before and after the preload.
+//!   the server's RSS before and after the preload. `--extra` seeds that many
+//!   more sessions that stay signed in (a baseline with the same table size).
 //!
 //! ```sh
 //! cargo bench --bench revocations_load -- fanout --url http://127.0.0.1:18080 \
@@ -41,6 +42,7 @@ struct Args {
     subscribers: usize,
     logouts: usize,
     preload: usize,
+    extra: usize,
     concurrency: usize,
     server_pid: Option<u32>,
 }
@@ -64,6 +66,7 @@ fn parse_args() -> Args {
             "--subscribers" => args.subscribers = value().parse().expect("--subscribers N"),
             "--logouts" => args.logouts = value().parse().expect("--logouts N"),
             "--preload" => args.preload = value().parse().expect("--preload N"),
+            "--extra" => args.extra = value().parse().expect("--extra N"),
             "--concurrency" => args.concurrency = value().parse().expect("--concurrency N"),
             "--server-pid" => args.server_pid = Some(value().parse().expect("--server-pid PID")),
             // `cargo bench` passes --bench; ignore anything else of the harness.
@@ -76,7 +79,7 @@ fn parse_args() -> Args {
             && !args.database_url.is_empty()
             && !args.secret.is_empty(),
         "usage: revocations_load fanout|logouts --url URL --database-url URL --secret KEY \
-         [--service-key KEY --subscribers N] [--preload N --concurrency N] [--logouts N] [--server-pid PID]"
+         [--service-key KEY --subscribers N] [--preload N --extra N --concurrency N] [--logouts N] [--server-pid PID]"
     );
     args
 }
@@ -313,7 +316,10 @@ async fn logout_all(
 }
 
 async fn logouts(args: Args) {
-    let mut tokens = seed_sessions(&args, args.preload + args.logouts).await;
+    // `--extra` sessions stay signed in: a baseline with as many sessions in
+    // the database as a preloaded run, so only the remembered revocations differ.
+    let mut tokens = seed_sessions(&args, args.preload + args.logouts + args.extra).await;
+    tokens.truncate(args.preload + args.logouts);
     let measured = tokens.split_off(args.preload);
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(args.concurrency)
