@@ -7,7 +7,7 @@
 #       (target >= 0.80), GET /me with and without them, RSS per remembered revocation.
 # About 4 minutes.
 #
-#   bash benches/backends.sh      # DURATION=6 SUBSCRIBERS=1000 LOGOUTS=50 PRELOAD=100000
+#   bash benches/backends.sh      # DURATION=6 SUBSCRIBERS=1000 LOGOUTS=50 PRELOAD=100000 PARTS="a b c"
 #
 # Needs wrk (Debian: apt-get install wrk), curl and python3.
 set -euo pipefail
@@ -20,6 +20,7 @@ LOGOUTS="${LOGOUTS:-50}"
 PRELOAD="${PRELOAD:-100000}"
 MEASURED="${MEASURED:-20000}"
 PORT="${PORT:-18090}"
+PARTS="${PARTS:-a b c}"            # which parts to run, e.g. PARTS=c
 # shellcheck source=benches/common.sh
 . benches/common.sh
 cargo bench --bench revocations_load --no-run --quiet 2>/dev/null
@@ -40,6 +41,7 @@ login_token() {
 }
 
 # ---------------------------------------------------------------- (a) /verify
+if [[ " $PARTS " == *" a "* ]]; then
 start_server "sqlite://$WORK/a.db" "${LOOPBACK[@]}"
 TOKEN="$(login_token)"
 echo "== (a) GET /verify vs GET /healthz: same load ($CONNECTIONS connections), 3 alternating rounds of ${DURATION}s, medians"
@@ -54,16 +56,20 @@ echo "verify:  $VERIFY req/s  (rounds: $(paste -sd' ' "$WORK/verify.rps")); non-
 echo "verify latency p50/p99 of the last round: $(awk '/ 50%/ {print $2}' "$WORK/verify.txt" | tail -n1) / $(awk '/ 99%/ {print $2}' "$WORK/verify.txt" | tail -n1)"
 awk -v a="$VERIFY" -v b="$HEALTHZ" 'BEGIN {printf "ratio verify/healthz: %.2f   (target >= 0.90)\n", a/b}'
 stop_server
+fi
 
 # ---------------------------------------------------------------- (b) fan-out
+if [[ " $PARTS " == *" b "* ]]; then
 echo
 echo "== (b) fan-out: $SUBSCRIBERS subscribers of GET /revocations, $LOGOUTS logouts one after the other"
 start_server "sqlite://$WORK/b.db" "${LOOPBACK[@]}"
 "$REVOCATIONS_LOAD" fanout --url "$BASE" --database-url "sqlite://$WORK/b.db" --secret "$SECRET" \
     --service-key "$SERVICE_KEY" --subscribers "$SUBSCRIBERS" --logouts "$LOGOUTS" --server-pid "$SERVER_PID"
 stop_server
+fi
 
 # ---------------------------------------------------------------- (c) the set
+if [[ " $PARTS " == *" c "* ]]; then
 me_rps() {
     wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" -H "Authorization: Bearer $1" "$BASE/me" | rps
 }
@@ -89,3 +95,4 @@ echo "GET /me with $(curl -sf -H "Authorization: Bearer $SERVICE_KEY" "$BASE/rev
 awk -v a="$FULL" -v b="$NONE" 'BEGIN {printf "ratio logouts/s full/empty: %.2f   (target >= 0.80)\n", a/b}'
 awk -v a="$ME_FULL" -v b="$ME_NONE" 'BEGIN {printf "ratio /me full/empty: %.2f\n", a/b}'
 stop_server
+fi
