@@ -49,7 +49,10 @@ pub async fn run(store: Store, revocations: Arc<RevocationSet>, keep_for: Durati
             Err(_) if store.is_closed() => return,
             Err(e) => {
                 if !was_down {
-                    log::warn!("revocation feed: cannot subscribe, retrying: {e}");
+                    log::warn!(
+                        "revocation feed: cannot subscribe, retrying: {}",
+                        crate::error::with_causes(&e)
+                    );
                     was_down = true;
                 }
                 tokio::time::sleep(RETRY_EVERY).await;

@@ -32,6 +32,7 @@ use crate::config::{Config, ConfigError, JwtAlgorithm};
 use crate::connections::ConnectionLimits;
 use crate::http::deadline::{BodyDeadline, HeadDeadline};
 use crate::http::head::HeadAsGet;
+use crate::http::request_id::RequestIds;
 use crate::http::{self, AppState};
 use crate::sessions::Sessions;
 use crate::store::{PoolSettings, Store};
@@ -231,6 +232,7 @@ fn app(
     >,
 > {
     let telemetry = state.telemetry.clone();
+    let trust_forwarded_for = state.trust_forwarded_for;
     App::new()
         .app_data(state)
         .app_data(http::extract::json_config())
@@ -256,14 +258,36 @@ fn app(
             let response = srv.call(req);
             async move {
                 let response = response.await?;
+                let pattern = response.request().match_pattern();
                 telemetry.observe_request(
                     method.as_str(),
-                    response.request().match_pattern().as_deref(),
+                    pattern.as_deref(),
                     response.status().as_u16(),
                     start.elapsed(),
                 );
+                // Every error code must be one its route documents (the
+                // generated clients' enums); one that is not is a bug to fix
+                // in the route list (src/http/routes.rs).
+                if let Some(code) = response
+                    .response()
+                    .error()
+                    .and_then(|e| e.as_error::<crate::error::ApiError>())
+                    .map(crate::error::ApiError::code)
+                    && !http::routes::may_answer(method.as_str(), pattern.as_deref(), code)
+                {
+                    telemetry.undocumented_errors.inc();
+                    log::error!(
+                        "undocumented error code {code} answered to {method} {}: add it to the route's errors",
+                        pattern.as_deref().unwrap_or("(unmatched)")
+                    );
+                }
                 Ok(response)
             }
+        })
+        // Outermost: every line the request causes, the access line
+        // included, carries its id.
+        .wrap(RequestIds {
+            trust_incoming: trust_forwarded_for,
         })
         .configure(http::routes)
         .default_service(web::to(http::not_found))
@@ -382,7 +406,8 @@ fn resolve_secret(config: &Config) -> anyhow::Result<SecretString> {
     if created {
         log::warn!(
             "JWT_SECRET is not set: generated a random key in {}/{} (mode 0600). \
-             Back it up with the database; set JWT_SECRET to manage the key yourself.",
+             Back it up, apart from the database backups (a database copy alone must not \
+             be able to mint or refresh tokens); set JWT_SECRET to manage the key yourself.",
             dir.display(),
             crate::auth::keys::KEY_FILE_NAME
         );
@@ -427,7 +452,8 @@ fn resolve_asymmetric_keys(config: &Config) -> anyhow::Result<Option<AsymmetricK
             if created {
                 log::warn!(
                     "JWT_PRIVATE_KEY_FILE is not set: generated a random {alg} key in {}/{} \
-                     (mode 0600). Back it up; set JWT_PRIVATE_KEY_FILE to manage the key yourself.",
+                     (mode 0600). Back it up, apart from the database backups; set JWT_PRIVATE_KEY_FILE \
+                     to manage the key yourself.",
                     dir.display(),
                     alg.key_file_name()
                 );
@@ -485,7 +511,10 @@ fn spawn_housekeeping(state: Arc<AppState>, keep_revocations_for: Duration) -> V
             match state.sessions.delete_ended(CLEANUP_BATCH).await {
                 Ok(0) => {}
                 Ok(n) => log::info!("housekeeping: deleted {n} ended session(s)"),
-                Err(e) => log::warn!("housekeeping: cannot delete ended sessions: {e}"),
+                Err(e) => log::warn!(
+                    "housekeeping: cannot delete ended sessions: {}",
+                    crate::error::with_causes(&e)
+                ),
             }
         }
     });
@@ -496,7 +525,7 @@ fn spawn_housekeeping(state: Arc<AppState>, keep_revocations_for: Duration) -> V
 /// Never headers (the `Authorization` header is a credential), never bodies,
 /// never the query string.
 fn request_logger() -> Logger {
-    Logger::new("%a %{method}xi %{route}xi %s %b %Dms")
+    Logger::new("%a %{method}xi %{route}xi %s %b %Dms request_id=%{x-request-id}i")
         .custom_request_replace("method", |req| req.method().to_string())
         .custom_request_replace("route", |req| {
             req.match_pattern().unwrap_or_else(|| "-".to_owned())

@@ -106,6 +106,9 @@ pub struct Telemetry {
     /// Connections closed at accept for being over `HTTP_MAX_CONNECTIONS_PER_IP`
     /// (counted by [`crate::connections::ConnectionLimits`]).
     pub connections_refused: Counter,
+    /// Error answers whose code their route does not document: a bug, always
+    /// zero (the tests and the contract run check it).
+    pub undocumented_errors: Counter,
     /// Revocation feed (`GET /revocations`) streams open now, and streams
     /// ended because their subscriber fell too far behind.
     pub feed_subscribers: Gauge,
@@ -138,6 +141,7 @@ impl Telemetry {
         let (password_changes, registrations) = (Counter::default(), Counter::default());
         let reuse_replay_age = Histogram::new(REUSE_AGE_BUCKETS);
         let connections_refused = Counter::default();
+        let undocumented_errors = Counter::default();
         let gauges: [Gauge; 6] = Default::default();
         registry.register(
             "http_requests",
@@ -175,6 +179,11 @@ impl Telemetry {
             "http_connections_refused",
             "Connections closed at accept: their address held HTTP_MAX_CONNECTIONS_PER_IP already",
             connections_refused.clone(),
+        );
+        registry.register(
+            "undocumented_errors",
+            "Error answers whose code the OpenAPI document does not list for their route (a bug)",
+            undocumented_errors.clone(),
         );
         let feed_subscribers = Gauge::default();
         let feed_dropped = Counter::default();
@@ -230,6 +239,7 @@ impl Telemetry {
             registrations,
             reuse_replay_age,
             connections_refused,
+            undocumented_errors,
             feed_subscribers,
             feed_dropped,
             hashes_in_flight: in_flight,
@@ -398,35 +408,8 @@ fn method_label(method: &str) -> &'static str {
     }
 }
 
-/// Every route pattern the service serves, as static labels.
-const ROUTES: [&str; 20] = [
-    "/register",
-    "/login",
-    "/refresh",
-    "/logout",
-    "/logout-all",
-    "/me",
-    "/sessions",
-    "/sessions/{id}",
-    "/password",
-    "/admin/users/{id}/revoke-sessions",
-    "/healthz",
-    "/readyz",
-    "/metrics",
-    "/openapi.json",
-    "/docs",
-    "/docs/{file:.*}",
-    "/verify",
-    "/verify/{path:.*}",
-    "/revocations",
-    "unmatched",
-];
-
 fn route_label(pattern: Option<&str>) -> &'static str {
-    pattern
-        .and_then(|p| ROUTES.iter().find(|r| **r == p))
-        .copied()
-        .unwrap_or("unmatched")
+    crate::http::routes::label(pattern)
 }
 
 #[cfg(test)]

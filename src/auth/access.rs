@@ -117,6 +117,10 @@ pub enum TokenError {
     TooLarge,
     #[error("the token is malformed")]
     Malformed,
+    /// Quotes or whitespace around the token: copied with its JSON quotes,
+    /// or read from a file with its newline.
+    #[error("the token is wrapped in quotes or whitespace; send it alone, as issued")]
+    Wrapped,
     #[error("the token is signed with an unknown key")]
     UnknownKey,
     #[error("the token signature is invalid")]
@@ -132,6 +136,17 @@ pub enum TokenError {
     /// `GET /revocations` without one of `BACKEND_API_KEYS` (an access token is not one).
     #[error("a service key (BACKEND_API_KEYS) is required")]
     NotAServiceKey,
+}
+
+/// Whether a token arrived wrapped in quotes or whitespace (a literal `\n`
+/// too: a JSON string's newline pasted as is). Never true of a token as
+/// issued, whose alphabet is base64url and `.`.
+pub fn is_wrapped_token(text: &str) -> bool {
+    let wrapping = |c: char| c == '"' || c == '\'' || c.is_whitespace();
+    text.starts_with(wrapping)
+        || text.ends_with(wrapping)
+        || text.ends_with("\\n")
+        || text.ends_with("\\r")
 }
 
 /// Whether `text` has the shape of a compact JWS (three base64url segments,

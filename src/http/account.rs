@@ -7,18 +7,12 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use super::AppState;
 use super::extract::{Authenticated, ClientInfo, JsonObject};
 use super::tokens::SecretStringField;
-use super::{AppState, resource};
 use crate::auth::Role;
 use crate::auth::credentials::{check_password_policy, normalize_email};
-use crate::error::{ApiError, ErrorBody};
-
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(resource("/register", "POST").route(web::post().to(register)))
-        .service(resource("/me", "GET").route(web::get().to(me)))
-        .service(resource("/password", "POST").route(web::post().to(change_password)));
-}
+use crate::error::ApiError;
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct RegisterRequest {
@@ -43,8 +37,9 @@ pub struct UserResponse {
     pub id: Uuid,
     #[schema(example = "alice@example.com")]
     pub email: String,
-    #[schema(value_type = String, example = "user")]
+    #[schema(schema_with = super::role_schema)]
     pub role: Role,
+    #[serde(serialize_with = "super::timestamp")]
     pub created_at: DateTime<Utc>,
 }
 
@@ -56,13 +51,6 @@ pub struct UserResponse {
     request_body = RegisterRequest,
     responses(
         (status = 201, description = "The account is created", body = UserResponse),
-        (status = 400, description = "Malformed JSON, or a missing or mistyped field", body = ErrorBody, example = json!({"error": "invalid_request", "message": "Malformed JSON, or a missing or mistyped field"})),
-        (status = 409, description = "This email is already registered", body = ErrorBody, example = json!({"error": "email_taken", "message": "This email is already registered"})),
-        (status = 413, description = "The body is over 16 KiB", body = ErrorBody, example = json!({"error": "payload_too_large", "message": "The body is over 16 KiB"})),
-        (status = 415, description = "The body is not application/json", body = ErrorBody, example = json!({"error": "unsupported_media_type", "message": "The body is not application/json"})),
-        (status = 422, description = "invalid_email (not local@domain, over 254 bytes) or weak_password (under 8 characters, over 1024 bytes, or common)", body = ErrorBody, example = json!({"error": "weak_password", "message": "the password is too common; choose another one"})),
-        (status = 429, description = "Too many requests; retry after Retry-After seconds", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait before retrying")), example = json!({"error": "too_many_requests", "message": "Too many requests; retry after Retry-After seconds"})),
-        (status = 503, description = "The password hasher queue is full or the database is unreachable", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait before retrying")), example = json!({"error": "unavailable", "message": "The password hasher queue is full or the database is unreachable"})),
     )
 )]
 pub async fn register(
@@ -92,13 +80,15 @@ pub async fn register(
 #[derive(Debug, Serialize, ToSchema)]
 pub struct MeResponse {
     pub user_id: Uuid,
-    #[schema(value_type = String, example = "user")]
+    #[schema(schema_with = super::role_schema)]
     pub role: Role,
     pub session_id: Uuid,
     /// When the access token expires.
+    #[serde(serialize_with = "super::timestamp")]
     pub expires_at: DateTime<Utc>,
 }
 
+/// Who the access token says the caller is (no database read).
 #[utoipa::path(
     get,
     path = "/me",
@@ -106,7 +96,6 @@ pub struct MeResponse {
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The caller, from the access token alone", body = MeResponse),
-        (status = 401, description = "Missing, malformed, expired, revoked or wrongly-signed access token (RFC 6750 challenge in WWW-Authenticate)", body = ErrorBody, headers(("WWW-Authenticate" = String, description = "Bearer challenge, with error=\"invalid_token\" when a token was sent")), example = json!({"error": "invalid_token", "message": "the token has expired"})),
     )
 )]
 pub async fn me(caller: Authenticated) -> HttpResponse {
@@ -121,10 +110,11 @@ pub async fn me(caller: Authenticated) -> HttpResponse {
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct ChangePasswordRequest {
-    #[schema(value_type = String, format = Password)]
+    /// The password the account has now.
+    #[schema(value_type = String, format = Password, example = "correct horse battery staple")]
     pub current_password: SecretStringField,
     /// The same rules as at registration.
-    #[schema(value_type = String, format = Password, max_length = 1024)]
+    #[schema(value_type = String, format = Password, max_length = 1024, example = "a new and longer passphrase")]
     pub new_password: SecretStringField,
 }
 
@@ -138,13 +128,6 @@ pub struct ChangePasswordRequest {
     request_body = ChangePasswordRequest,
     responses(
         (status = 204, description = "Changed; every other session is revoked"),
-        (status = 400, description = "Malformed JSON, or a missing or mistyped field", body = ErrorBody, example = json!({"error": "invalid_request", "message": "Malformed JSON, or a missing or mistyped field"})),
-        (status = 401, description = "invalid_credentials (the current password is wrong), or a Bearer failure (missing_token, invalid_token)", body = ErrorBody, example = json!({"error": "invalid_credentials", "message": "the email or password is wrong"})),
-        (status = 413, description = "The body is over 16 KiB", body = ErrorBody, example = json!({"error": "payload_too_large", "message": "The body is over 16 KiB"})),
-        (status = 415, description = "The body is not application/json", body = ErrorBody, example = json!({"error": "unsupported_media_type", "message": "The body is not application/json"})),
-        (status = 422, description = "The new password is too short, too long or too common", body = ErrorBody, example = json!({"error": "weak_password", "message": "The new password is too short, too long or too common"})),
-        (status = 429, description = "Too many requests; retry after Retry-After seconds", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait before retrying")), example = json!({"error": "too_many_requests", "message": "Too many requests; retry after Retry-After seconds"})),
-        (status = 503, description = "The password hasher queue is full or the database is unreachable", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait before retrying")), example = json!({"error": "unavailable", "message": "The password hasher queue is full or the database is unreachable"})),
     )
 )]
 pub async fn change_password(
@@ -166,7 +149,7 @@ pub async fn change_password(
         .await?;
     let Some(user) = user.filter(|_| verified) else {
         state.telemetry.password_change_refused(claims.sub);
-        return Err(ApiError::InvalidCredentials);
+        return Err(ApiError::WrongPassword);
     };
     check_password_policy(body.new_password.0.expose_secret())?;
     let hash = state.hasher.hash(body.new_password.0).await?;

@@ -13,7 +13,9 @@ pub mod extract;
 pub mod head;
 pub mod health;
 pub mod keys;
+pub mod request_id;
 pub mod revocations;
+pub mod routes;
 pub mod sessions;
 pub mod tokens;
 pub mod verify;
@@ -53,35 +55,63 @@ pub struct AppState {
     pub trust_forwarded_for: bool,
 }
 
+/// The one serializer of every timestamp in every body: RFC 3339, UTC, with
+/// exactly three fraction digits (`2026-11-27T17:00:00.123Z`), whatever the
+/// stored precision (nanoseconds) or the token's (seconds). One fixed form
+/// suits every client's decoder (Swift's `.iso8601` with fractional seconds
+/// wants one). Use as `#[serde(serialize_with = "crate::http::timestamp")]`.
+pub fn timestamp<S: serde::Serializer>(
+    at: &chrono::DateTime<chrono::Utc>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+}
+
+/// The schema of `role`: one of the roles, as the token carries it.
+pub(crate) fn role_schema() -> utoipa::openapi::Object {
+    use crate::auth::Role;
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some([Role::User.as_str(), Role::Admin.as_str()]))
+        .examples([Role::User.as_str()])
+        .build()
+}
+
+/// The schema of `token_type`: always `Bearer` (RFC 6750).
+pub(crate) fn token_type_schema() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(["Bearer"]))
+        .build()
+}
+
 impl From<RetryAfter> for ApiError {
     fn from(RetryAfter(retry_after): RetryAfter) -> Self {
         ApiError::TooManyRequests { retry_after }
     }
 }
 
-/// Every route of the API.
+/// Every route of the API, from the one list ([`routes::ROUTES`]).
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    account::routes(cfg);
-    tokens::routes(cfg);
-    sessions::routes(cfg);
-    admin::routes(cfg);
-    health::routes(cfg);
-    keys::routes(cfg);
-    verify::routes(cfg);
-    revocations::routes(cfg);
-    docs::routes(cfg);
+    routes::configure(cfg);
 }
 
 /// A resource that answers `405` with `Allow` (and a JSON body) for any method
 /// it does not serve, instead of actix's empty default. A `GET` resource
 /// answers `HEAD` too ([`head`]), and its `Allow` says so.
-pub(crate) fn resource(path: &str, allow: &'static str) -> actix_web::Resource {
-    web::resource(path).default_service(web::to(move || async move {
-        Err::<HttpResponse, _>(ApiError::MethodNotAllowed { allow })
+pub(crate) fn resource(path: &str, allow: String) -> actix_web::Resource {
+    web::resource(path).default_service(web::to(move || {
+        let allow = allow.clone();
+        async move { Err::<HttpResponse, _>(ApiError::MethodNotAllowed { allow }) }
     }))
 }
 
-/// The answer for a path no route matches.
-pub async fn not_found() -> Result<HttpResponse, ApiError> {
-    Err(ApiError::NotFound)
+/// The answer for a path no route matches; when the path without its
+/// trailing slash is a route, the message says so.
+pub async fn not_found(req: actix_web::HttpRequest) -> Result<HttpResponse, ApiError> {
+    let without_slash = req.path().strip_suffix('/').filter(|p| !p.is_empty());
+    match without_slash.and_then(|path| routes::ROUTES.iter().find(|r| r.path == path)) {
+        Some(route) => Err(ApiError::NotFoundDidYouMean(route.path)),
+        None => Err(ApiError::NotFound),
+    }
 }

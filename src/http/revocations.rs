@@ -35,17 +35,11 @@ use super::AppState;
 use super::extract::bearer_token;
 use crate::auth::TokenError;
 use crate::auth::revocations::Revocation;
-use crate::error::{ApiError, ErrorBody};
+use crate::error::ApiError;
 use crate::telemetry::Telemetry;
 
 /// Chunks waiting for a subscriber's connection to take them.
 const OUTBOX: usize = 64;
-
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    // Every method reaches the handler, so that without service keys even a
-    // POST gets the 404 of a route that does not exist.
-    cfg.service(web::resource("/revocations").to(revocations));
-}
 
 /// The sessions whose access tokens may still be unexpired.
 #[derive(Debug, Serialize, ToSchema)]
@@ -58,11 +52,14 @@ pub struct RevocationSnapshot {
 pub struct RevokedSession {
     pub session_id: uuid::Uuid,
     pub user_id: uuid::Uuid,
+    #[serde(serialize_with = "crate::http::timestamp")]
     pub revoked_at: chrono::DateTime<chrono::Utc>,
     /// No access token of the session verifies after this: forget the entry then.
+    #[serde(serialize_with = "crate::http::timestamp")]
     pub forget_after: chrono::DateTime<chrono::Utc>,
 }
 
+/// The revocation feed for the app's backends (service key).
 #[utoipa::path(
     get,
     path = "/revocations",
@@ -74,8 +71,6 @@ pub struct RevokedSession {
                 (RevocationSnapshot = "application/json"),
                 (String = "text/event-stream", example = "event: snapshot\ndata: {\"revoked\":[]}\n\n: keep-alive\n\nevent: revoked\ndata: {\"session_id\":\"6f1c1f0e-8a61-4a8e-9b1e-2f4f5d1c0a11\",\"user_id\":\"0b7e5c1a-3f2d-4c8e-9a6b-1d2e3f4a5b6c\",\"revoked_at\":\"2026-11-27T17:00:00.123Z\",\"forget_after\":\"2026-11-27T17:15:35.123Z\"}\n\n"),
             )),
-        (status = 401, description = "No service key, or not one of `BACKEND_API_KEYS` (an access token is not a service key)", body = ErrorBody, headers(("WWW-Authenticate" = String, description = "Bearer challenge with error=\"invalid_token\"")), example = json!({"error": "invalid_token", "message": "a service key (BACKEND_API_KEYS) is required"})),
-        (status = 404, description = "No service key is configured: the feed is off", body = ErrorBody, example = json!({"error": "not_found", "message": "not found"})),
     )
 )]
 pub async fn revocations(
@@ -85,8 +80,12 @@ pub async fn revocations(
     if state.service_keys.is_empty() {
         return Err(ApiError::NotFound);
     }
+    // Every method reaches here (the route list serves it for any), so that
+    // without service keys even a POST gets the 404 of a route that does not exist.
     if req.method() != Method::GET {
-        return Err(ApiError::MethodNotAllowed { allow: "GET" });
+        return Err(ApiError::MethodNotAllowed {
+            allow: "GET".into(),
+        });
     }
     let authorized = bearer_token(req.headers().get(header::AUTHORIZATION))
         .is_ok_and(|key| state.service_keys.accepts(key));

@@ -63,6 +63,15 @@ pub enum RefreshRefusal {
 }
 
 impl RefreshRefusal {
+    /// Every reason (the document's enum of `reason`).
+    pub const ALL: [RefreshRefusal; 5] = [
+        RefreshRefusal::Expired,
+        RefreshRefusal::Revoked,
+        RefreshRefusal::ReuseDetected,
+        RefreshRefusal::Superseded,
+        RefreshRefusal::Invalid,
+    ];
+
     /// The `reason` of the `invalid_grant` answer.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -132,6 +132,21 @@ pub async fn assert_error(response: Response, status: StatusCode, code: &str) ->
     body
 }
 
+/// Every test also checks the contract of the generated clients: no answer
+/// of its app carried an error code its route does not document.
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            assert_eq!(
+                self.state.telemetry.undocumented_errors.get(),
+                0,
+                "the app answered an error code its route does not document \
+                 (see the server log; add it to the route in src/http/routes.rs)"
+            );
+        }
+    }
+}
+
 impl TestApp {
     /// Moves the app's clock forward: time passes at once for sessions,
     /// refresh tokens and access-token expiry.

@@ -6,6 +6,7 @@
 mod admin;
 mod bearer;
 mod cli;
+mod contract;
 mod docs;
 mod errors;
 mod flaky;
@@ -22,6 +23,8 @@ mod leaks;
 mod limits;
 mod login;
 mod logout;
+mod logs;
+mod messages;
 mod metrics;
 mod outage;
 mod password;

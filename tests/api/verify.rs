@@ -96,6 +96,27 @@ async fn any_method_and_any_subpath_are_verified_alike_and_the_body_is_ignored()
 }
 
 #[tokio::test]
+async fn methods_beyond_the_common_ones_are_answered_alike() {
+    let app = spawn_app().await;
+    let login = app.new_login().await;
+    for method in ["TRACE", "PROPFIND", "QUERY"] {
+        let method = Method::from_bytes(method.as_bytes()).unwrap();
+        let response = app
+            .verify_as(method.clone(), "/verify/x", Some(&login.access_token))
+            .await;
+        assert_eq!(response.status(), StatusCode::OK, "{method}");
+        assert_eq!(
+            header(&response, "x-auth-user-id"),
+            login.user_id.to_string()
+        );
+        let refused = app
+            .verify_as(method.clone(), "/verify/x", Some("bad"))
+            .await;
+        assert_error(refused, StatusCode::UNAUTHORIZED, "invalid_token").await;
+    }
+}
+
+#[tokio::test]
 async fn head_answers_like_get_with_no_body() {
     let app = spawn_app().await;
     let login = app.new_login().await;
