@@ -3,9 +3,10 @@
 #   (a) GET /verify against GET /healthz under the same load (target >= 0.90);
 #   (b) fan-out: SUBSCRIBERS open GET /revocations streams, the delay from a logout's answer to
 #       the last subscriber's event (p50/p99 over LOGOUTS logouts), RSS per subscriber;
-#   (c) the revocation set: logouts/s with PRELOAD remembered revocations against none
-#       (target >= 0.80), GET /me with and without them, RSS per remembered revocation.
-# About 4 minutes.
+#   (c) the revocation set: logouts/s with PRELOAD remembered revocations against a server that
+#       forgets them (same database work; target >= 0.80), GET /me with and without them, RSS
+#       per remembered revocation.
+# About 7 minutes.
 #
 #   bash benches/backends.sh      # DURATION=6 SUBSCRIBERS=1000 LOGOUTS=50 PRELOAD=100000 PARTS="a b c"
 #
@@ -73,26 +74,38 @@ if [[ " $PARTS " == *" c "* ]]; then
 me_rps() {
     wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" -H "Authorization: Bearer $1" "$BASE/me" | rps
 }
+remembered() { # the set's size in memory (expired entries included until the next prune)
+    curl -sf "$BASE/metrics" | awk '/^[a-z_]*revocations_remembered / {print $2}'
+}
+# Both servers take the same $PRELOAD logouts, then the same $MEASURED measured ones, on the same
+# database size: the only difference is that one forgets each revocation after a second
+# (ACCESS_TOKEN_TTL=1, no leeway: its tokens would be expired anyway) and the other remembers all.
+# The 32 s pause before the measure lets the forgetting server prune (every 30 s) the preload.
 echo
-echo "== (c) logouts/s with $PRELOAD remembered revocations vs none ($MEASURED logouts measured, concurrency 32;"
-echo "   both databases hold $((PRELOAD + MEASURED)) sessions of one user: only the remembered revocations differ)"
-start_server "sqlite://$WORK/c0.db" "${LOOPBACK[@]}"
-TOKEN="$(login_token)"
-"$REVOCATIONS_LOAD" logouts --url "$BASE" --database-url "sqlite://$WORK/c0.db" --secret "$SECRET" \
-    --preload 0 --extra "$PRELOAD" --logouts "$MEASURED" --concurrency 32 --server-pid "$SERVER_PID" | tee "$WORK/c0.txt"
-NONE="$(awk '/logouts\/s with/ {print $2}' "$WORK/c0.txt")"
-ME_NONE="$(me_rps "$TOKEN")"
-echo "GET /me with $(curl -sf -H "Authorization: Bearer $SERVICE_KEY" "$BASE/revocations" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["revoked"]))') remembered: $ME_NONE req/s"
-stop_server
+echo "== (c) logouts/s with $PRELOAD remembered revocations vs none: both servers first take"
+echo "   $PRELOAD logouts through POST /logout, then $MEASURED measured ones (concurrency 32); 2 alternating rounds"
+for round in 1 2; do
+    start_server "sqlite://$WORK/c-forget-$round.db" "${LOOPBACK[@]}" ACCESS_TOKEN_TTL=1 JWT_LEEWAY=0
+    "$REVOCATIONS_LOAD" logouts --url "$BASE" --database-url "sqlite://$WORK/c-forget-$round.db" --secret "$SECRET" \
+        --preload "$PRELOAD" --settle 32 --logouts "$MEASURED" --concurrency 32 | tee "$WORK/c-forget.txt" | grep 'logouts/s with'
+    awk '/logouts\/s with/ {print $2}' "$WORK/c-forget.txt" >>"$WORK/forget.rate"
+    echo "   (forgetting server: $(remembered) in its set after the run, the measured logouts not yet pruned)"
+    stop_server
 
-start_server "sqlite://$WORK/c1.db" "${LOOPBACK[@]}"
-TOKEN="$(login_token)"
-"$REVOCATIONS_LOAD" logouts --url "$BASE" --database-url "sqlite://$WORK/c1.db" --secret "$SECRET" \
-    --preload "$PRELOAD" --logouts "$MEASURED" --concurrency 32 --server-pid "$SERVER_PID" | tee "$WORK/c1.txt"
-FULL="$(awk '/logouts\/s with/ {print $2}' "$WORK/c1.txt")"
-ME_FULL="$(me_rps "$TOKEN")"
-echo "GET /me with $(curl -sf -H "Authorization: Bearer $SERVICE_KEY" "$BASE/revocations" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["revoked"]))') remembered: $ME_FULL req/s"
-awk -v a="$FULL" -v b="$NONE" 'BEGIN {printf "ratio logouts/s full/empty: %.2f   (target >= 0.80)\n", a/b}'
-awk -v a="$ME_FULL" -v b="$ME_NONE" 'BEGIN {printf "ratio /me full/empty: %.2f\n", a/b}'
-stop_server
+    start_server "sqlite://$WORK/c-keep-$round.db" "${LOOPBACK[@]}"
+    TOKEN="$(login_token)"
+    me_rps "$TOKEN" >>"$WORK/me-before.rps"
+    "$REVOCATIONS_LOAD" logouts --url "$BASE" --database-url "sqlite://$WORK/c-keep-$round.db" --secret "$SECRET" \
+        --preload "$PRELOAD" --settle 32 --logouts "$MEASURED" --concurrency 32 --server-pid "$SERVER_PID" \
+        | tee "$WORK/c-keep.txt" | grep -E 'logouts/s with|bytes per'
+    awk '/logouts\/s with/ {print $2}' "$WORK/c-keep.txt" >>"$WORK/keep.rate"
+    me_rps "$TOKEN" >>"$WORK/me-after.rps"
+    echo "   (remembering server: $(remembered) in its set after the run)"
+    stop_server
+done
+FORGET="$(median <"$WORK/forget.rate")"; KEEP="$(median <"$WORK/keep.rate")"
+echo "logouts/s, forgetting: $(paste -sd' ' "$WORK/forget.rate"); remembering: $(paste -sd' ' "$WORK/keep.rate")"
+awk -v a="$KEEP" -v b="$FORGET" 'BEGIN {printf "ratio logouts/s remembering/forgetting: %.2f   (target >= 0.80)\n", a/b}'
+echo "GET /me before the logouts: $(paste -sd' ' "$WORK/me-before.rps") req/s; with $PRELOAD+ remembered: $(paste -sd' ' "$WORK/me-after.rps") req/s"
+awk -v a="$(median <"$WORK/me-after.rps")" -v b="$(median <"$WORK/me-before.rps")" 'BEGIN {printf "ratio /me with/without: %.2f\n", a/b}'
 fi

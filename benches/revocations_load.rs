@@ -43,6 +43,7 @@ struct Args {
     logouts: usize,
     preload: usize,
     extra: usize,
+    settle: f64,
     concurrency: usize,
     server_pid: Option<u32>,
 }
@@ -52,6 +53,7 @@ fn parse_args() -> Args {
         subscribers: 1000,
         logouts: 50,
         concurrency: 32,
+        settle: 0.5,
         ..Args::default()
     };
     let mut it = std::env::args().skip(1);
@@ -67,6 +69,7 @@ fn parse_args() -> Args {
             "--logouts" => args.logouts = value().parse().expect("--logouts N"),
             "--preload" => args.preload = value().parse().expect("--preload N"),
             "--extra" => args.extra = value().parse().expect("--extra N"),
+            "--settle" => args.settle = value().parse().expect("--settle SECONDS"),
             "--concurrency" => args.concurrency = value().parse().expect("--concurrency N"),
             "--server-pid" => args.server_pid = Some(value().parse().expect("--server-pid PID")),
             // `cargo bench` passes --bench; ignore anything else of the harness.
@@ -79,7 +82,7 @@ fn parse_args() -> Args {
             && !args.database_url.is_empty()
             && !args.secret.is_empty(),
         "usage: revocations_load fanout|logouts --url URL --database-url URL --secret KEY \
-         [--service-key KEY --subscribers N] [--preload N --extra N --concurrency N] [--logouts N] [--server-pid PID]"
+         [--service-key KEY --subscribers N] [--preload N --extra N --settle SECONDS --concurrency N] [--logouts N] [--server-pid PID]"
     );
     args
 }
@@ -334,7 +337,9 @@ async fn logouts(args: Args) {
             args.preload
         );
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // A pause between the preload and the measure (a server that forgets
+    // revocations after a second has forgotten the preload by then).
+    tokio::time::sleep(Duration::from_secs_f64(args.settle)).await;
     let after = rss_kib(args.server_pid);
     let (rate, failed) = logout_all(&client, &url, measured, args.concurrency).await;
     println!(
