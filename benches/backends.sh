@@ -6,7 +6,7 @@
 #   (c) the revocation set: logouts/s with PRELOAD remembered revocations against a server that
 #       forgets them (same database work; target >= 0.80), GET /me with and without them, RSS
 #       per remembered revocation.
-# About 7 minutes.
+# About 8 minutes.
 #
 #   bash benches/backends.sh      # DURATION=6 SUBSCRIBERS=1000 LOGOUTS=50 PRELOAD=100000 PARTS="a b c"
 #
@@ -87,8 +87,8 @@ echo "   $PRELOAD logouts through POST /logout, then $MEASURED measured ones (co
 for round in 1 2; do
     start_server "sqlite://$WORK/c-forget-$round.db" "${LOOPBACK[@]}" ACCESS_TOKEN_TTL=1 JWT_LEEWAY=0
     "$REVOCATIONS_LOAD" logouts --url "$BASE" --database-url "sqlite://$WORK/c-forget-$round.db" --secret "$SECRET" \
-        --preload "$PRELOAD" --settle 32 --logouts "$MEASURED" --concurrency 32 | tee "$WORK/c-forget.txt" | grep 'logouts/s with'
-    awk '/logouts\/s with/ {print $2}' "$WORK/c-forget.txt" >>"$WORK/forget.rate"
+        --preload "$PRELOAD" --settle 32 --logouts "$MEASURED" --concurrency 32 | tee "$WORK/c-forget.txt" | grep 'logouts/s after'
+    awk '/logouts\/s after/ {print $2}' "$WORK/c-forget.txt" >>"$WORK/forget.rate"
     echo "   (forgetting server: $(remembered) in its set after the run, the measured logouts not yet pruned)"
     stop_server
 
@@ -97,8 +97,8 @@ for round in 1 2; do
     me_rps "$TOKEN" >>"$WORK/me-before.rps"
     "$REVOCATIONS_LOAD" logouts --url "$BASE" --database-url "sqlite://$WORK/c-keep-$round.db" --secret "$SECRET" \
         --preload "$PRELOAD" --settle 32 --logouts "$MEASURED" --concurrency 32 --server-pid "$SERVER_PID" \
-        | tee "$WORK/c-keep.txt" | grep -E 'logouts/s with|bytes per'
-    awk '/logouts\/s with/ {print $2}' "$WORK/c-keep.txt" >>"$WORK/keep.rate"
+        | tee "$WORK/c-keep.txt" | grep -E 'logouts/s after|bytes per'
+    awk '/logouts\/s after/ {print $2}' "$WORK/c-keep.txt" >>"$WORK/keep.rate"
     me_rps "$TOKEN" >>"$WORK/me-after.rps"
     echo "   (remembering server: $(remembered) in its set after the run)"
     stop_server

@@ -343,7 +343,7 @@ async fn logouts(args: Args) {
     let after = rss_kib(args.server_pid);
     let (rate, failed) = logout_all(&client, &url, measured, args.concurrency).await;
     println!(
-        "logouts: {rate:.0} logouts/s with {} remembered revocations ({} logouts, concurrency {}), failures: {failed}",
+        "logouts: {rate:.0} logouts/s after {} preloaded logouts ({} logouts, concurrency {}), failures: {failed}",
         args.preload, args.logouts, args.concurrency
     );
     if let (Some(before), Some(after), true) = (before, after, args.preload > 0) {
