@@ -13,6 +13,7 @@ mod email_change;
 mod errors;
 mod flaky;
 mod flood;
+mod gateway;
 mod health;
 mod helpers;
 mod hostile;
