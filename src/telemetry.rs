@@ -113,6 +113,11 @@ pub struct Telemetry {
     pub db_connections_idle: Gauge,
     pub revocations_remembered: Gauge,
     pub rate_limiter_keys: Gauge,
+    /// 1 while the rate limits live in the table every instance shares.
+    pub rate_limiter_shared: Gauge,
+    /// 1 while the shared table cannot be reached and this instance limits
+    /// alone, at the stricter fallback budget.
+    pub rate_limiter_fallback: Gauge,
 }
 
 impl Default for Telemetry {
@@ -134,7 +139,7 @@ impl Telemetry {
         let (password_changes, registrations) = (Counter::default(), Counter::default());
         let reuse_replay_age = Histogram::new(REUSE_AGE_BUCKETS);
         let connections_refused = Counter::default();
-        let gauges: [Gauge; 6] = Default::default();
+        let gauges: [Gauge; 8] = Default::default();
         registry.register(
             "http_requests",
             "HTTP requests by method, route and status",
@@ -172,7 +177,16 @@ impl Telemetry {
             "Connections closed at accept: their address held HTTP_MAX_CONNECTIONS_PER_IP already",
             connections_refused.clone(),
         );
-        let [in_flight, queued, conns, idle, remembered, limiter] = gauges;
+        let [
+            in_flight,
+            queued,
+            conns,
+            idle,
+            remembered,
+            limiter,
+            shared,
+            fallback,
+        ] = gauges;
         registry.register(
             "password_hashes_in_flight",
             "argon2 hashes running now",
@@ -200,8 +214,18 @@ impl Telemetry {
         );
         registry.register(
             "rate_limiter_keys",
-            "Client IPs and emails the rate limiter tracks",
+            "Client IPs and emails the rate limiter tracks in this instance's memory",
             limiter.clone(),
+        );
+        registry.register(
+            "rate_limiter_shared",
+            "1 while rate limits are counted in the table every instance shares (PostgreSQL)",
+            shared.clone(),
+        );
+        registry.register(
+            "rate_limiter_fallback",
+            "1 while the shared rate-limit table cannot be reached: this instance limits alone, at half the budget",
+            fallback.clone(),
         );
         Self {
             registry,
@@ -220,6 +244,8 @@ impl Telemetry {
             db_connections_idle: idle,
             revocations_remembered: remembered,
             rate_limiter_keys: limiter,
+            rate_limiter_shared: shared,
+            rate_limiter_fallback: fallback,
         }
     }
 

@@ -70,7 +70,7 @@ pub async fn register(
     client: ClientInfo,
     body: JsonObject<RegisterRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    state.limits.check_ip(client.ip)?;
+    state.limits.check_ip(client.ip).await?;
     let body = body.0;
     let email = normalize_email(&body.email).ok_or(ApiError::InvalidEmail)?;
     check_password_policy(body.password.0.expose_secret())?;
@@ -153,7 +153,7 @@ pub async fn change_password(
     client: ClientInfo,
     body: JsonObject<ChangePasswordRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    state.limits.check_ip(client.ip)?;
+    state.limits.check_ip(client.ip).await?;
     let body = body.0;
     let claims = caller.0;
     let user = state.store.find_user(claims.sub).await?;

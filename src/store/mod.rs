@@ -14,12 +14,14 @@
 //! HTTP; it returns rows and [`StoreError`].
 
 mod postgres;
+mod rate_limits;
 mod sessions;
 mod sqlite;
 mod users;
 
 use secrecy::{ExposeSecret, SecretString};
 
+pub use rate_limits::{Charged, RateLimitTable};
 pub use sessions::{NewSession, Session};
 pub use users::{EmailNormalization, RoleColumn, User};
 

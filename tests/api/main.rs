@@ -28,6 +28,7 @@ pub mod refresh;
 mod register;
 mod rotation;
 mod sessions;
+mod shared_limits;
 mod shutdown;
 mod slow_clients;
 mod soak;
