@@ -134,7 +134,10 @@ impl Client {
             if let Some((name, value)) = header.split_once(':')
                 && name.eq_ignore_ascii_case("content-length")
             {
-                length = value.trim().parse().map_err(|_| std::io::ErrorKind::InvalidData)?;
+                length = value
+                    .trim()
+                    .parse()
+                    .map_err(|_| std::io::ErrorKind::InvalidData)?;
             }
         }
         let mut body = vec![0; length];
