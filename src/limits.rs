@@ -539,6 +539,52 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn a_database_that_hangs_costs_one_timeout_then_the_stricter_fallback_applies() {
+        // A "database" that accepts connections and never answers.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let _hold = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                held.push(socket);
+            }
+        });
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .acquire_timeout(Duration::from_secs(3600))
+            .connect_lazy(&format!("postgres://nobody@127.0.0.1:{port}/none"))
+            .unwrap();
+        let table = crate::store::RateLimitTable::on_pool(pool);
+        let limits = RateLimits::shared(4, table, std::sync::Arc::new(crate::clock::SystemClock));
+        assert_eq!(limits.mode(), LimiterMode::Shared);
+        let ip = Some(IpAddr::from([192, 0, 2, 1]));
+        // Without SHARED_TIMEOUT the first request would wait for the pool's
+        // hour; with it, the first waits a second and the next go straight
+        // to the fallback: 2 a minute (half of 4), then refused, not unlimited.
+        let verdicts = tokio::time::timeout(Duration::from_secs(30), async {
+            let mut verdicts = Vec::new();
+            for _ in 0..3 {
+                verdicts.push(limits.check_ip(ip).await.is_ok());
+            }
+            verdicts
+        })
+        .await
+        .expect("a hung database does not stall the limiter");
+        assert_eq!(verdicts, [true, true, false]);
+        assert_eq!(limits.mode(), LimiterMode::Fallback);
+        // Emails too: one failure budget of 2, then refused.
+        drop(limits.charge_email("a@example.com").await.unwrap());
+        drop(limits.charge_email("a@example.com").await.unwrap());
+        assert!(limits.charge_email("a@example.com").await.is_err());
+    }
+
+    #[test]
+    fn fallback_budget_is_half_and_never_zero() {
+        assert_eq!(fallback_budget(20), 10);
+        assert_eq!(fallback_budget(3), 1);
+        assert_eq!(fallback_budget(1), 1);
+    }
+
     #[test]
     fn retry_after_rounds_up_to_whole_seconds() {
         assert_eq!(seconds_up(Duration::from_millis(1)), 1);

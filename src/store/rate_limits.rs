@@ -32,6 +32,12 @@ impl Store {
 }
 
 impl RateLimitTable {
+    /// On a pool the test built (a database that never answers).
+    #[cfg(test)]
+    pub(crate) fn on_pool(pool: PgPool) -> Self {
+        Self { pool }
+    }
+
     /// Charges one request to `key` at `now_us`: one upsert that charges and
     /// says whether it was allowed. Allowed when the key's arrival time, moved
     /// on by `interval_us`, is at most `burst_us` ahead of now; a refusal
