@@ -221,6 +221,20 @@ impl EmailCharge<'_> {
     }
 }
 
+/// The shared table's key for `value` of `kind`: a SHA-256, so that the
+/// table holds no client addresses nor typed emails (a dump of it reveals
+/// nothing), and every key has the same small size.
+fn shared_key(kind: &str, value: &str) -> String {
+    use base64::Engine;
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::new()
+        .chain_update(kind)
+        .chain_update(":")
+        .chain_update(value)
+        .finalize();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest)
+}
+
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // A panic while holding the lock leaves counters, not broken invariants.
     mutex
@@ -342,7 +356,7 @@ impl RateLimits {
     pub async fn check_ip(&self, ip: Option<IpAddr>) -> Result<(), RetryAfter> {
         let Some(ip) = ip else { return Ok(()) };
         if let Some(shared) = &self.shared
-            && let Some(verdict) = shared.charge(&format!("ip:{ip}")).await
+            && let Some(verdict) = shared.charge(&shared_key("ip", &ip.to_string())).await
         {
             return verdict;
         }
@@ -356,7 +370,7 @@ impl RateLimits {
     /// password is checked; refund the charge if the login succeeds.
     pub async fn charge_email(&self, email: &str) -> Result<EmailCharge<'_>, RetryAfter> {
         if let Some(shared) = &self.shared {
-            let key = format!("email:{email}");
+            let key = shared_key("email", email);
             if let Some(verdict) = shared.charge(&key).await {
                 verdict?;
                 return Ok(EmailCharge {

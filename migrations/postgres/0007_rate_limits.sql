@@ -1,5 +1,6 @@
 -- Rate limits shared by every instance (DESIGN.md, Scale): one row per
--- limited key ('ip:<address>' or 'email:<normalised email>'), a GCRA cell.
+-- limited key (the SHA-256 of 'ip:<address>' or 'email:<normalised email>',
+-- so the table holds no addresses nor emails), a GCRA cell.
 -- tat_us is the key's theoretical arrival time in unix microseconds: the
 -- budget is full when tat_us <= now, and a request is allowed when
 -- max(tat_us, now) + interval - now <= the burst. `allowed` is the verdict of
