@@ -17,7 +17,7 @@
 //!
 //! ```sh
 //! cargo bench --bench connections -- hold --port 18080 --token "$TOKEN" --connections 10000 \
-//!     --addresses 40 --interval 4 --seconds 90 --ready-file /tmp/ready
+//!     --addresses 40 --interval 3 --seconds 90 --ready-file /tmp/ready
 //! cargo bench --bench connections -- probe --port 18080 --token "$TOKEN" --seconds 20
 //! ```
 
@@ -47,7 +47,7 @@ fn parse_args() -> Args {
         token: String::new(),
         connections: 10_000,
         addresses: 40,
-        interval: 4.0,
+        interval: 3.0,
         seconds: 60,
         ready_file: None,
     };
@@ -164,6 +164,9 @@ struct Counts {
     not_ok: AtomicU64,
     closed_by_server: AtomicU64,
     connect_errors: AtomicU64,
+    /// The latest a poll started after its time, in milliseconds (the
+    /// holder's own scheduling on a busy machine).
+    max_late_ms: AtomicU64,
 }
 
 async fn hold(args: Args) {
@@ -196,6 +199,8 @@ async fn hold(args: Args) {
                     }
                 }
                 tokio::time::sleep_until(next.into()).await;
+                let late = next.elapsed().as_millis() as u64;
+                counts.max_late_ms.fetch_max(late, Ordering::Relaxed);
                 next += interval;
                 let c = client.as_mut().expect("connected above");
                 counts.requests.fetch_add(1, Ordering::Relaxed);
@@ -238,7 +243,7 @@ async fn hold(args: Args) {
     println!(
         "hold: {} connections over {} source addresses, one GET /me each every {} s for {} s: \
          open at the end {open_at_end}, requests {}, 200 {}, other statuses {}, \
-         closed by the server {}, connect errors {}",
+         closed by the server {} (reopened), connect errors {}, latest poll {} ms after its time",
         args.connections,
         args.addresses,
         args.interval,
@@ -248,6 +253,7 @@ async fn hold(args: Args) {
         counts.not_ok.load(Ordering::Relaxed),
         counts.closed_by_server.load(Ordering::Relaxed),
         counts.connect_errors.load(Ordering::Relaxed),
+        counts.max_late_ms.load(Ordering::Relaxed),
     );
 }
 
