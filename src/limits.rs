@@ -11,7 +11,9 @@
 //!   so N instances give one limit, not N. When that table cannot be reached
 //!   within [`SHARED_TIMEOUT`], the limits fall back to the in-memory ones at
 //!   half the budget per instance ([`fallback_budget`]): stricter, never off.
-//!   The state is a gauge in `/metrics` and one log line per transition.
+//!   The state is a gauge in `/metrics` and one log line per transition. A
+//!   key the table refused is refused again by the same instance from memory
+//!   until its Retry-After, so a flood costs no round trip per request.
 //!
 //! Per email, the budget is charged *before* the password is checked and
 //! refunded when the login succeeds ([`EmailCharge::refund`]). Charging only
@@ -114,6 +116,10 @@ struct Shared {
     /// ...and at most this far ahead: a burst of the whole budget.
     burst_us: i64,
     fallback_budget: u32,
+    /// Keys the table refused, and until when (unix µs): refused again by
+    /// this instance without a round trip, so a flood from one address costs
+    /// the database one write per refusal period, not one per request.
+    refused: Mutex<HashMap<String, i64>>,
     fallback: AtomicBool,
     /// While in fallback: when one request may try the table again.
     next_probe: Mutex<Instant>,
@@ -123,6 +129,9 @@ impl Shared {
     /// Charges `key`; `None` when the table cannot tell (use the fallback).
     async fn charge(&self, key: &str) -> Option<Result<(), RetryAfter>> {
         let now_us = self.clock.now().timestamp_micros();
+        if let Some(until) = self.refused_until(key, now_us) {
+            return Some(Err(retry_after_us(until - now_us)));
+        }
         let charged = self
             .attempt(
                 self.table
@@ -135,8 +144,38 @@ impl Shared {
         // A refusal leaves the cell as it was: it allows one more request
         // once now reaches tat + interval - burst.
         let wait_us = charged.tat_us + self.interval_us - self.burst_us - now_us;
-        let wait = Duration::from_micros(u64::try_from(wait_us).unwrap_or(0));
-        Some(Err(RetryAfter(seconds_up(wait))))
+        self.remember_refusal(key, now_us + wait_us, now_us);
+        Some(Err(retry_after_us(wait_us)))
+    }
+
+    /// Until when (unix µs) the table refuses `key`, if this instance knows
+    /// it does. For a client IP that is exact: other instances' charges only
+    /// move the cell later. For an email a refund elsewhere may free a unit
+    /// a little earlier (within one interval): strict, never loose.
+    fn refused_until(&self, key: &str, now_us: i64) -> Option<i64> {
+        let mut refused = lock(&self.refused);
+        match refused.get(key) {
+            Some(&until) if until > now_us => Some(until),
+            Some(_) => {
+                refused.remove(key);
+                None
+            }
+            None => None,
+        }
+    }
+
+    fn remember_refusal(&self, key: &str, until_us: i64, now_us: i64) {
+        let mut refused = lock(&self.refused);
+        if refused.len() > MAX_KEYS {
+            refused.retain(|_, until| *until > now_us);
+        }
+        refused.insert(key.to_owned(), until_us);
+    }
+
+    /// Drops refusals that have run out.
+    fn forget_past_refusals(&self) {
+        let now_us = self.clock.now().timestamp_micros();
+        lock(&self.refused).retain(|_, until| *until > now_us);
     }
 
     /// Runs one statement on the table with [`SHARED_TIMEOUT`], unless in
@@ -345,6 +384,7 @@ impl RateLimits {
                 interval_us,
                 burst_us: interval_us * i64::from(n.get()),
                 fallback_budget: fallback,
+                refused: Mutex::new(HashMap::new()),
                 fallback: AtomicBool::new(false),
                 next_probe: Mutex::new(Instant::now()),
             }),
@@ -404,6 +444,9 @@ impl RateLimits {
 
     /// Drops in-memory keys whose budget is full again: they carry no information.
     pub fn forget_idle(&self) {
+        if let Some(shared) = &self.shared {
+            shared.forget_past_refusals();
+        }
         if let Some(l) = &self.local {
             l.per_ip.retain_recent();
             l.per_email
@@ -423,11 +466,15 @@ impl RateLimits {
         }
     }
 
-    /// Keys remembered in this instance's memory (IPs plus emails).
+    /// Keys remembered in this instance's memory (IPs plus emails, and the
+    /// shared table's refusals).
     pub fn len(&self) -> usize {
-        self.local
+        let local = self
+            .local
             .as_ref()
-            .map_or(0, |l| l.per_ip.len() + l.per_email.len())
+            .map_or(0, |l| l.per_ip.len() + l.per_email.len());
+        let refused = self.shared.as_ref().map_or(0, |s| lock(&s.refused).len());
+        local + refused
     }
 
     pub fn is_empty(&self) -> bool {
@@ -447,6 +494,13 @@ fn check<K: Hash + Eq + Clone>(
         let wait = not_until.wait_time_from(clock.now());
         RetryAfter(seconds_up(wait))
     })
+}
+
+/// A refusal for `wait_us` microseconds (none left: 1 s, see [`seconds_up`]).
+fn retry_after_us(wait_us: i64) -> RetryAfter {
+    RetryAfter(seconds_up(Duration::from_micros(
+        u64::try_from(wait_us).unwrap_or(0),
+    )))
 }
 
 /// Whole seconds, rounded up, at least 1 (a `Retry-After: 0` invites a tight loop).

@@ -1,6 +1,6 @@
 //! Rate limits shared by several instances on one PostgreSQL database: two
 //! real server processes, attempts spread over both limited once (per client
-//! IP and per email); during a database outage each instance limits alone at
+//! IP and per email); a refused key refused again from memory; during a database outage each instance limits alone at
 //! the stricter fallback budget (never unlimited), and the shared limit
 //! resumes when the database returns; expired rows cleaned in bounded batches.
 //! Needs `TEST_DATABASE_URL`; on a SQLite-only run these say so and return.
@@ -234,8 +234,32 @@ async fn during_an_outage_each_instance_limits_alone_at_half_the_budget_then_sha
     )
     .await;
     assert_eq!(p.limiter_state(&p.a).await, (1.0, 0.0));
+    // An address over the shared budget, refused by the table on A...
+    for i in 0..4 {
+        assert_eq!(
+            p.cheap_attempt(p.nth(i), "192.0.2.200").await,
+            StatusCode::UNPROCESSABLE_ENTITY
+        );
+    }
+    assert_eq!(
+        p.cheap_attempt(&p.a, "192.0.2.200").await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
 
     proxy.down();
+    // ...is refused again by A from memory, without a round trip: A has not
+    // even noticed the outage yet.
+    for _ in 0..3 {
+        assert_eq!(
+            p.cheap_attempt(&p.a, "192.0.2.200").await,
+            StatusCode::TOO_MANY_REQUESTS
+        );
+    }
+    assert_eq!(
+        p.limiter_state(&p.a).await,
+        (1.0, 0.0),
+        "no statement tried"
+    );
     for server in [&p.a, &p.b] {
         // Not unlimited, and not the shared budget either: 2 per instance.
         for i in 0..2 {
