@@ -53,14 +53,16 @@ fn bench(c: &mut Criterion) {
     let now = Utc::now();
     // A realistic revocation set: a thousand sessions revoked in the last minutes.
     let revocations = RevocationSet::new(Duration::from_secs(935));
-    let revoked: Vec<_> = (0..1000).map(|_| (Uuid::new_v4(), now)).collect();
+    let revoked: Vec<_> = (0..1000)
+        .map(|_| (Uuid::new_v4(), Uuid::new_v4(), now))
+        .collect();
     revocations.insert_many(&revoked, now);
 
     for alg in [None, Some(Algorithm::Es256), Some(Algorithm::EdDsa)] {
         let tokens = tokens(alg);
         let mode = tokens.algorithm();
         let issued = tokens
-            .issue(Uuid::new_v4(), Uuid::new_v4(), Role::User, now)
+            .issue(Uuid::new_v4(), Uuid::new_v4(), Role::User, false, now)
             .expect("signs");
         let header = HeaderValue::from_str(&format!("Bearer {}", issued.token)).expect("a header");
         c.bench_function(&format!("bearer_check/{mode}"), |b| {
@@ -72,7 +74,7 @@ fn bench(c: &mut Criterion) {
             b.iter_batched(
                 || {
                     let token = tokens
-                        .issue(Uuid::new_v4(), Uuid::new_v4(), Role::User, now)
+                        .issue(Uuid::new_v4(), Uuid::new_v4(), Role::User, false, now)
                         .expect("signs")
                         .token;
                     HeaderValue::from_str(&format!("Bearer {token}")).expect("a header")
@@ -85,7 +87,7 @@ fn bench(c: &mut Criterion) {
         c.bench_function(&format!("sign_access_token/{mode}"), |b| {
             b.iter(|| {
                 tokens
-                    .issue(black_box(Uuid::nil()), Uuid::nil(), Role::User, now)
+                    .issue(black_box(Uuid::nil()), Uuid::nil(), Role::User, false, now)
                     .expect("signs")
             })
         });
@@ -99,6 +101,21 @@ fn bench(c: &mut Criterion) {
     });
     c.bench_function("refresh_token_mint", |b| {
         b.iter(|| refresh::mint(&keys, black_box(session), 43))
+    });
+
+    // The revocation set at a busy time: 100k entries. An insert must not
+    // cost the size of the set (it did when the set was copied per insert),
+    // and a lookup must stay what the Bearer check can afford.
+    let big = RevocationSet::new(Duration::from_secs(935));
+    let user = Uuid::new_v4();
+    let filled: Vec<_> = (0..100_000).map(|_| (Uuid::new_v4(), user, now)).collect();
+    big.insert_many(&filled, now);
+    c.bench_function("revocations_insert/100k", |b| {
+        b.iter(|| big.insert(black_box(Uuid::new_v4()), user, now))
+    });
+    let present = filled[50_000].0;
+    c.bench_function("revocations_lookup/100k", |b| {
+        b.iter(|| big.is_revoked(black_box(&present)))
     });
 }
 

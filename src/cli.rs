@@ -41,7 +41,7 @@ pub enum Command {
     /// Print the OpenAPI document (regenerate the committed copy with
     /// `cargo run --release -- openapi > openapi/openapi.json`).
     Openapi,
-    /// Grant or remove the admin role. Takes effect at the user's next token.
+    /// Accounts: roles, find, disable, enable, revoke sessions.
     Admin {
         #[command(subcommand)]
         action: AdminAction,
@@ -50,10 +50,22 @@ pub enum Command {
 
 #[derive(Debug, Subcommand)]
 pub enum AdminAction {
-    /// Give the admin role to the account with this email.
+    /// Give the admin role to the account with this email (effective from
+    /// the user's next token).
     Grant { email: String },
     /// Take the admin role away (back to `user`).
+    Demote { email: String },
+    /// The old name of `demote`; still works, with a deprecation note.
+    #[command(hide = true)]
     Revoke { email: String },
+    /// Show the account with this email.
+    Find { email: String },
+    /// Disable the account: no login (403 account_disabled), every session revoked.
+    Disable { email: String },
+    /// Enable a disabled account again.
+    Enable { email: String },
+    /// Revoke every session of the account (it can log in again).
+    RevokeSessions { email: String },
 }
 
 /// Opens the configured database (applying migrations) for a one-shot command.
@@ -143,11 +155,27 @@ pub async fn hash_cost(rounds: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `admin grant|revoke EMAIL`.
+/// What the command line says after revoking sessions on SQLite.
+const SQLITE_REVOCATION_NOTE: &str = "note: on SQLite a running server cannot hear of revocations \
+made from the command line (PostgreSQL NOTIFY carries them to every instance): its refresh tokens \
+are refused at once, but access tokens it already issued stay valid until they expire \
+(ACCESS_TOKEN_TTL, 15 minutes by default) or the server restarts";
+
+/// `admin grant|demote|find|disable|enable|revoke-sessions EMAIL`.
 pub async fn admin(config: &Config, action: &AdminAction) -> anyhow::Result<()> {
     let (email, role) = match action {
         AdminAction::Grant { email } => (email, Role::Admin),
-        AdminAction::Revoke { email } => (email, Role::User),
+        AdminAction::Demote { email } => (email, Role::User),
+        AdminAction::Revoke { email } => {
+            eprintln!("note: `admin revoke` is now `admin demote`; the old name will go away");
+            (email, Role::User)
+        }
+        AdminAction::Find { email }
+        | AdminAction::Disable { email }
+        | AdminAction::Enable { email }
+        | AdminAction::RevokeSessions { email } => {
+            return account_action(config, action, email).await;
+        }
     };
     let email = crate::auth::credentials::normalize_email(email)
         .ok_or_else(|| anyhow::anyhow!("not a valid email address"))?;
@@ -160,4 +188,60 @@ pub async fn admin(config: &Config, action: &AdminAction) -> anyhow::Result<()> 
     log::warn!("audit: role of {email} set to {role} from the command line");
     println!("{email} now has the role {role} (effective from the user's next token)");
     Ok(())
+}
+
+/// The account actions of `admin`, through the same services as the API.
+async fn account_action(config: &Config, action: &AdminAction, email: &str) -> anyhow::Result<()> {
+    use crate::accounts::AccountError;
+    let store = open_store(config).await?;
+    let (_sessions, accounts) = crate::startup::account_services(config, &store)?;
+    let not_found = |e: AccountError| match e {
+        AccountError::NotFound => anyhow::anyhow!("no account with the email {email}"),
+        other => anyhow::Error::new(other),
+    };
+    let sqlite = store.kind() == "sqlite";
+    let result = async {
+        match action {
+            AdminAction::Find { .. } => {
+                let found = accounts.find_by_email(email).await.map_err(not_found)?;
+                let user = &found.user;
+                println!("id:              {}", user.id);
+                println!("email:           {}", user.email);
+                println!("email_verified:  {}", user.email_verified());
+                println!("role:            {}", user.role.0);
+                println!("disabled:        {}", user.disabled_at.is_some());
+                println!("created_at:      {}", user.created_at.to_rfc3339());
+                println!("active_sessions: {}", found.active_sessions);
+            }
+            AdminAction::Disable { .. } => {
+                let user = accounts.disable(email, None).await.map_err(not_found)?;
+                log::warn!("audit: account {} disabled from the command line", user.id);
+                println!("{} is disabled; every session is revoked", user.email);
+                if sqlite {
+                    println!("{SQLITE_REVOCATION_NOTE}");
+                }
+            }
+            AdminAction::Enable { .. } => {
+                let user = accounts.enable(email).await.map_err(not_found)?;
+                log::warn!("audit: account {} enabled from the command line", user.id);
+                println!("{} is enabled", user.email);
+            }
+            AdminAction::RevokeSessions { .. } => {
+                let n = accounts
+                    .revoke_sessions(email, None)
+                    .await
+                    .map_err(not_found)?;
+                println!("{n} session(s) revoked");
+                if sqlite {
+                    println!("{SQLITE_REVOCATION_NOTE}");
+                }
+            }
+            AdminAction::Grant { .. } | AdminAction::Demote { .. } | AdminAction::Revoke { .. } => {
+            }
+        }
+        Ok::<_, anyhow::Error>(())
+    }
+    .await;
+    store.close().await;
+    result
 }

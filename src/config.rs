@@ -39,6 +39,7 @@ pub struct Config {
     pub jwt: JwtConfig,
     pub sessions: SessionConfig,
     pub passwords: PasswordConfig,
+    pub accounts: AccountConfig,
     /// Requests per minute per client IP (and failed logins per email); 0 = off.
     pub auth_rate_limit: u32,
     pub trust_forwarded_for: bool,
@@ -54,6 +55,13 @@ pub struct Config {
     /// closed at accept. Not applied with `TRUST_FORWARDED_FOR`: every
     /// connection then comes from the proxy.
     pub http_max_connections_per_ip: usize,
+    /// `MAIL_URL` (or `MAIL_URL_FILE`), `MAIL_FROM`, `MAIL_MAX_ATTEMPTS`.
+    pub mail: crate::mail::MailConfig,
+    /// Service keys of `GET /revocations` (`BACKEND_API_KEYS`); none: the route answers 404.
+    pub backend_api_keys: Vec<SecretString>,
+    /// The revocation feed sends a comment line at least this often
+    /// (`REVOCATIONS_KEEPALIVE`, 1 to 15 s: API.md promises one every 15 s).
+    pub revocations_keepalive: Duration,
 }
 
 /// The algorithm of the access tokens (`JWT_ALGORITHM`).
@@ -100,6 +108,19 @@ pub struct SessionConfig {
     pub cleanup_interval: Duration,
     /// Active sessions per user; a login beyond it revokes the least recently used.
     pub max_per_user: u32,
+}
+
+/// The account lifecycle: verification, reset and email-change mails.
+#[derive(Debug, Clone)]
+pub struct AccountConfig {
+    /// Refuse `/login` (`403 email_not_verified`) until the email is verified.
+    pub require_email_verification: bool,
+    /// Named in mails.
+    pub app_name: String,
+    /// Mailed links are this plus `?purpose=…&token=…`.
+    pub app_link_url: String,
+    /// How long a mailed token or code lives.
+    pub mail_code_ttl: Duration,
 }
 
 /// Bounds on the password hasher (argon2id is ~19 MiB and tens of ms per hash).
@@ -256,6 +277,39 @@ impl Config {
             queue: usize::try_from(number("PASSWORD_HASH_QUEUE", 1024, 1)?).unwrap_or(1024),
         };
 
+        let flag = |key: &'static str, default: bool| -> Result<bool, ConfigError> {
+            match var(key).as_deref().map(str::trim) {
+                None => Ok(default),
+                Some(v) if ["true", "1", "yes"].contains(&v.to_ascii_lowercase().as_str()) => {
+                    Ok(true)
+                }
+                Some(v) if ["false", "0", "no"].contains(&v.to_ascii_lowercase().as_str()) => {
+                    Ok(false)
+                }
+                Some(_) => Err(ConfigError::new(key, "must be true or false")),
+            }
+        };
+        let app_link_url = var("APP_LINK_URL").unwrap_or_else(|| "http://localhost:8080/".into());
+        let app_link_url = app_link_url.trim().to_owned();
+        // The link carries a token: refuse anything but an absolute http(s)
+        // URL with no query or fragment of its own, so `?purpose=…` is the query.
+        if !(app_link_url.starts_with("https://") || app_link_url.starts_with("http://"))
+            || app_link_url.contains(['?', '#'])
+        {
+            return Err(ConfigError::new(
+                "APP_LINK_URL",
+                "must be an http:// or https:// URL with no query or fragment",
+            ));
+        }
+        let accounts = AccountConfig {
+            require_email_verification: flag("REQUIRE_EMAIL_VERIFICATION", false)?,
+            app_name: var("APP_NAME")
+                .map(|v| v.trim().to_owned())
+                .unwrap_or_else(|| "auth-api".into()),
+            app_link_url,
+            mail_code_ttl: seconds("MAIL_CODE_TTL", 1800, 60)?,
+        };
+
         let auth_rate_limit = u32::try_from(number("AUTH_RATE_LIMIT", 20, 0)?)
             .map_err(|_| ConfigError::new("AUTH_RATE_LIMIT", "is too large"))?;
         let trust_forwarded_for = match var("TRUST_FORWARDED_FOR").as_deref().map(str::trim) {
@@ -279,12 +333,59 @@ impl Config {
             usize::try_from(number("HTTP_MAX_CONNECTIONS_PER_IP", 256, 1)?)
                 .map_err(|_| ConfigError::new("HTTP_MAX_CONNECTIONS_PER_IP", "is too large"))?;
 
+        let mail = crate::mail::MailConfig {
+            target: match secret_or_file("MAIL_URL", "MAIL_URL_FILE", false)? {
+                Some((url, from)) => {
+                    crate::mail::parse_mail_url(&url).map_err(|e| ConfigError::new(from, e))?
+                }
+                None => crate::mail::parse_mail_url(crate::mail::DEFAULT_MAIL_URL)
+                    .map_err(|e| ConfigError::new("MAIL_URL", e))?,
+            },
+            from: crate::mail::parse_mail_from(
+                var("MAIL_FROM")
+                    .as_deref()
+                    .unwrap_or(crate::mail::DEFAULT_MAIL_FROM),
+            )
+            .map_err(|e| ConfigError::new("MAIL_FROM", e))?,
+            max_attempts: u32::try_from(number("MAIL_MAX_ATTEMPTS", 10, 1)?)
+                .map_err(|_| ConfigError::new("MAIL_MAX_ATTEMPTS", "is too large"))?,
+            tls_ca_file: var("MAIL_TLS_CA_FILE").map(|v| PathBuf::from(v.trim())),
+        };
+        if mail.tls_ca_file.is_some()
+            && !matches!(&mail.target, crate::mail::MailTarget::Smtp(url)
+                if url.tls() != crate::mail::SmtpTls::None)
+        {
+            return Err(ConfigError::new(
+                "MAIL_TLS_CA_FILE",
+                "needs a MAIL_URL with TLS (smtps:// or smtp://…?tls=required)",
+            ));
+        }
+        let backend_api_keys = secret_or_file("BACKEND_API_KEYS", "BACKEND_API_KEYS_FILE", true)?
+            .filter(|(list, _)| !list.trim().is_empty())
+            .map(|(list, from)| {
+                list.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(|s| secret_key(from, s.to_owned()))
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .transpose()?
+            .unwrap_or_default();
+        let revocations_keepalive = seconds("REVOCATIONS_KEEPALIVE", 15, 1)?;
+        if revocations_keepalive > Duration::from_secs(15) {
+            return Err(ConfigError::new(
+                "REVOCATIONS_KEEPALIVE",
+                "must be at most 15 seconds (API.md: a comment line at least every 15 s)",
+            ));
+        }
+
         Ok(Self {
             database_url: SecretString::from(database_url),
             bind_addr,
             jwt,
             sessions,
             passwords,
+            accounts,
             auth_rate_limit,
             trust_forwarded_for,
             db_max_connections,
@@ -292,6 +393,9 @@ impl Config {
             http_workers,
             http_request_timeout,
             http_max_connections_per_ip,
+            mail,
+            backend_api_keys,
+            revocations_keepalive,
         })
     }
 
@@ -402,6 +506,33 @@ mod tests {
         assert!(c.jwt.extra_public_key_files.is_empty());
         assert_eq!(c.http_request_timeout, Duration::from_secs(10));
         assert_eq!(c.http_max_connections_per_ip, 256);
+        assert!(!c.accounts.require_email_verification);
+        assert_eq!(c.accounts.app_name, "auth-api");
+        assert_eq!(c.accounts.app_link_url, "http://localhost:8080/");
+        assert_eq!(c.accounts.mail_code_ttl, Duration::from_secs(1800));
+    }
+
+    #[test]
+    fn account_settings_are_read_and_checked() {
+        let c = config(&[
+            ("REQUIRE_EMAIL_VERIFICATION", "true"),
+            ("APP_NAME", "Acme"),
+            ("APP_LINK_URL", "https://acme.example/auth"),
+            ("MAIL_CODE_TTL", "600"),
+        ])
+        .unwrap();
+        assert!(c.accounts.require_email_verification);
+        assert_eq!(c.accounts.app_name, "Acme");
+        assert_eq!(c.accounts.app_link_url, "https://acme.example/auth");
+        assert_eq!(c.accounts.mail_code_ttl, Duration::from_secs(600));
+        for (var, value) in [
+            ("REQUIRE_EMAIL_VERIFICATION", "maybe"),
+            ("APP_LINK_URL", "acme.example"),
+            ("APP_LINK_URL", "https://acme.example/?x=1"),
+            ("MAIL_CODE_TTL", "5"),
+        ] {
+            assert_eq!(config(&[(var, value)]).unwrap_err().var, var);
+        }
     }
 
     #[test]
@@ -641,5 +772,58 @@ mod tests {
         let c = config(&[("DATABASE_URL", "postgres://u:p@h/db")]).unwrap();
         assert_eq!(c.database_kind(), "postgres");
         assert_eq!(c.data_dir(), PathBuf::from("data"));
+    }
+
+    #[test]
+    fn backend_api_keys_are_a_list_of_long_keys_from_the_variable_or_its_file() {
+        let (one, two) = (
+            "backend-key-number-one-0123456789abcdef",
+            "backend-key-number-two-0123456789abcdef",
+        );
+        assert!(config(&[]).unwrap().backend_api_keys.is_empty());
+        let c = config(&[("BACKEND_API_KEYS", &format!(" {one}, {two},"))]).unwrap();
+        let keys: Vec<_> = c
+            .backend_api_keys
+            .iter()
+            .map(|k| k.expose_secret().to_owned())
+            .collect();
+        assert_eq!(keys, [one, two]);
+
+        let (_d, path) = secret_file(&format!("{one},{two}\n"));
+        let c = config(&[("BACKEND_API_KEYS_FILE", &path)]).unwrap();
+        assert_eq!(c.backend_api_keys.len(), 2);
+
+        // One short key refuses the start, naming the variable, never the value.
+        let err = config(&[("BACKEND_API_KEYS", &format!("{one},short-key"))]).unwrap_err();
+        assert_eq!(err.var, "BACKEND_API_KEYS");
+        assert!(!err.to_string().contains("short-key"), "{err}");
+        assert!(!err.to_string().contains(one), "{err}");
+        let (_d, path) = secret_file("short-key\n");
+        let err = config(&[("BACKEND_API_KEYS_FILE", &path)]).unwrap_err();
+        assert_eq!(err.var, "BACKEND_API_KEYS_FILE");
+        assert!(!err.to_string().contains("short-key"), "{err}");
+        let err =
+            config(&[("BACKEND_API_KEYS", one), ("BACKEND_API_KEYS_FILE", &path)]).unwrap_err();
+        assert_eq!(err.var, "BACKEND_API_KEYS");
+    }
+
+    #[test]
+    fn the_feed_keep_alive_is_at_most_the_contracts_fifteen_seconds() {
+        assert_eq!(
+            config(&[]).unwrap().revocations_keepalive,
+            Duration::from_secs(15)
+        );
+        assert_eq!(
+            config(&[("REVOCATIONS_KEEPALIVE", "1")])
+                .unwrap()
+                .revocations_keepalive,
+            Duration::from_secs(1)
+        );
+        for bad in ["0", "16", "soon"] {
+            assert_eq!(
+                config(&[("REVOCATIONS_KEEPALIVE", bad)]).unwrap_err().var,
+                "REVOCATIONS_KEEPALIVE"
+            );
+        }
     }
 }

@@ -10,10 +10,13 @@
 //! - [`config`]: every setting, read once from the environment;
 //! - [`connections`]: the cap on open connections per client address;
 //! - [`http`]: handlers, one file per resource, and the extractors (Bearer check);
+//! - [`accounts`]: the accounts service: registration, verification, reset,
+//!   email change, deletion and disable, with their mails;
 //! - [`sessions`]: the sessions service, the one place that starts, rotates
 //!   and ends sessions (database write, revocation set, audit and metrics);
 //! - [`error`]: [`error::ApiError`], the only place errors become HTTP answers;
-//! - [`store`]: users and sessions on SQLite or PostgreSQL; knows nothing of HTTP;
+//! - [`store`]: users, sessions and the mail outbox on SQLite or PostgreSQL; knows nothing of HTTP;
+//! - [`mail`]: delivery of the outbox's mails (SMTP or a folder), in the background;
 //! - [`auth`]: keys, tokens, revocations, passwords; knows nothing of HTTP or storage;
 //! - [`openapi`]: the OpenAPI document, collected from the handlers;
 //! - [`revocation_sync`]: revocations pushed between instances (PostgreSQL LISTEN/NOTIFY);
@@ -24,6 +27,7 @@
 //! - [`clock`]: the injectable time every session and token rule is decided at;
 //! - [`cli`]: the command line (serve, migrate, admin).
 
+pub mod accounts;
 pub mod auth;
 pub mod cli;
 pub mod clock;
@@ -32,6 +36,7 @@ pub mod connections;
 pub mod error;
 pub mod http;
 pub mod limits;
+pub mod mail;
 pub mod openapi;
 pub mod private_files;
 pub mod revocation_sync;

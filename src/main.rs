@@ -34,7 +34,25 @@ async fn main() -> ExitCode {
     {
         eprintln!("warning: .env could not be read: {e}");
     }
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+        // env_logger's line, plus the id of the request that caused it (the
+        // access line prints its own), so one grep finds a request's lines.
+        .format(|buf, record| {
+            use std::io::Write;
+            let id = auth_api::http::request_id::current()
+                .filter(|_| record.target() != "actix_web::middleware::logger")
+                .map(|id| format!(" request_id={id}"))
+                .unwrap_or_default();
+            writeln!(
+                buf,
+                "[{} {:<5} {}] {}{id}",
+                buf.timestamp(),
+                record.level(),
+                record.target(),
+                record.args()
+            )
+        })
+        .init();
 
     let config = match Config::from_env() {
         Ok(config) => config,

@@ -3,7 +3,8 @@
 //! On PostgreSQL, a trigger notifies each session revocation as its
 //! transaction commits; this task listens and records them in memory, so a
 //! revocation made on one instance reaches the Bearer check of every other
-//! within milliseconds, still with no database read per request.
+//! within milliseconds, still with no database read per request; the set
+//! passes each new one on to this instance's revocation feed subscribers.
 //!
 //! Notifications are not stored: any sent while the connection was down are
 //! lost. So every (re)subscription is followed by a reload of the revocations
@@ -48,7 +49,10 @@ pub async fn run(store: Store, revocations: Arc<RevocationSet>, keep_for: Durati
             Err(_) if store.is_closed() => return,
             Err(e) => {
                 if !was_down {
-                    log::warn!("revocation feed: cannot subscribe, retrying: {e}");
+                    log::warn!(
+                        "revocation feed: cannot subscribe, retrying: {}",
+                        crate::error::with_causes(&e)
+                    );
                     was_down = true;
                 }
                 tokio::time::sleep(RETRY_EVERY).await;
@@ -66,8 +70,8 @@ pub async fn run(store: Store, revocations: Arc<RevocationSet>, keep_for: Durati
         }
         loop {
             match feed.next().await {
-                Ok(Some((session_id, at))) => {
-                    revocations.insert_many(&[(session_id, at)], Utc::now())
+                Ok(Some((session_id, user_id, at))) => {
+                    revocations.insert_many(&[(session_id, user_id, at)], Utc::now())
                 }
                 Ok(None) => {
                     log::warn!("revocation feed: connection lost, resubscribing");

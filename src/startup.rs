@@ -21,17 +21,19 @@ use anyhow::Context;
 use secrecy::SecretString;
 use tokio::task::JoinHandle;
 
+use crate::accounts::Accounts;
 use crate::auth::asymmetric::{
     Algorithm, AsymmetricKeys, SigningKey, VerifyingKey,
     load_or_create_key_file as load_or_create_signing_key_file,
 };
 use crate::auth::keys::{Keyring, load_or_create_key_file};
-use crate::auth::{AccessTokens, PasswordHasher, RevocationSet};
+use crate::auth::{AccessTokens, PasswordHasher, RevocationSet, ServiceKeys};
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::{Config, ConfigError, JwtAlgorithm};
 use crate::connections::ConnectionLimits;
 use crate::http::deadline::{BodyDeadline, HeadDeadline};
 use crate::http::head::HeadAsGet;
+use crate::http::request_id::RequestIds;
 use crate::http::{self, AppState};
 use crate::limits::RateLimits;
 use crate::sessions::Sessions;
@@ -44,6 +46,10 @@ const PRUNE_EVERY: Duration = Duration::from_secs(30);
 const CLEANUP_BATCH: i64 = 1000;
 /// At most this many batches of expired rate-limit rows per housekeeping tick.
 const LIMITS_CLEANUP_BATCHES: usize = 20;
+/// Sent and given-up mails are deleted this long after: long enough to answer
+/// "did my mail go out?", short enough that old bodies (codes and tokens,
+/// long expired by then) do not pile up.
+const MAIL_RETENTION: chrono::Duration = chrono::Duration::days(7);
 /// In-flight requests get this long to finish on shutdown.
 const SHUTDOWN_TIMEOUT_SECS: u64 = 20;
 /// actix-http's own timer on a connection's first head fires this long after
@@ -94,7 +100,8 @@ impl Application {
     ) -> anyhow::Result<Self> {
         let state = web::Data::new(build_state(&config, clock).await?);
         let port = listener.local_addr()?.port();
-        let tasks = spawn_housekeeping(state.clone().into_inner(), revocation_memory(&config));
+        let mut tasks = spawn_housekeeping(state.clone().into_inner(), revocation_memory(&config));
+        tasks.push(spawn_mail_sender(&state, &config)?);
 
         // Behind a proxy (TRUST_FORWARDED_FOR) every connection comes from the
         // proxy's address, so a per-address cap would cap the whole service.
@@ -104,7 +111,8 @@ impl Application {
                 state.telemetry.connections_refused.clone(),
             )
         });
-        let server = http_server(listener, state.clone(), &config, limits)?;
+        let (server, closing) = http_server(listener, state.clone(), &config, limits)?;
+        tasks.push(closing);
 
         Ok(Self {
             port,
@@ -151,9 +159,19 @@ fn http_server(
     state: web::Data<AppState>,
     config: &Config,
     limits: Option<Arc<ConnectionLimits>>,
-) -> std::io::Result<Server> {
+) -> std::io::Result<(Server, JoinHandle<()>)> {
     let builder = actix_server::Server::build();
     let stopping = builder.graceful_shutdown_signal();
+    // Long-lived answers (the revocation feed's streams) end when a graceful
+    // shutdown starts, so they never make it wait for its timeout.
+    let closing = tokio::spawn({
+        let stopping = stopping.clone();
+        let state = state.clone();
+        async move {
+            stopping.notified().await;
+            state.closing.send_replace(true);
+        }
+    });
     let local_addr = listener.local_addr()?;
     let request_timeout = config.http_request_timeout;
     let server = builder
@@ -207,7 +225,7 @@ fn http_server(
             })
         })?
         .run();
-    Ok(server)
+    Ok((server, closing))
 }
 
 /// The application: state, extractor settings, middleware and routes.
@@ -224,10 +242,12 @@ fn app(
     >,
 > {
     let telemetry = state.telemetry.clone();
+    let trust_forwarded_for = state.trust_forwarded_for;
     App::new()
         .app_data(state)
         .app_data(http::extract::json_config())
         .app_data(http::extract::path_config())
+        .app_data(http::extract::query_config())
         // HEAD is routed as GET; innermost, so the log and the metrics
         // still say HEAD.
         .wrap(HeadAsGet)
@@ -249,14 +269,36 @@ fn app(
             let response = srv.call(req);
             async move {
                 let response = response.await?;
+                let pattern = response.request().match_pattern();
                 telemetry.observe_request(
                     method.as_str(),
-                    response.request().match_pattern().as_deref(),
+                    pattern.as_deref(),
                     response.status().as_u16(),
                     start.elapsed(),
                 );
+                // Every error code must be one its route documents (the
+                // generated clients' enums); one that is not is a bug to fix
+                // in the route list (src/http/routes.rs).
+                if let Some(code) = response
+                    .response()
+                    .error()
+                    .and_then(|e| e.as_error::<crate::error::ApiError>())
+                    .map(crate::error::ApiError::code)
+                    && !http::routes::may_answer(method.as_str(), pattern.as_deref(), code)
+                {
+                    telemetry.undocumented_errors.inc();
+                    log::error!(
+                        "undocumented error code {code} answered to {method} {}: add it to the route's errors",
+                        pattern.as_deref().unwrap_or("(unmatched)")
+                    );
+                }
                 Ok(response)
             }
+        })
+        // Outermost: every line the request causes, the access line
+        // included, carries its id.
+        .wrap(RequestIds {
+            trust_incoming: trust_forwarded_for,
         })
         .configure(http::routes)
         .default_service(web::to(http::not_found))
@@ -333,13 +375,24 @@ async fn build_state(config: &Config, clock: SharedClock) -> anyhow::Result<AppS
         revocations.len(),
     );
 
-    let telemetry = Arc::new(crate::telemetry::Telemetry::new());
-    let sessions = Sessions::new(
+    let telemetry = Arc::new(crate::telemetry::Telemetry::with_mails_queued(
+        store.mails_queued_counter(),
+    ));
+    let sessions = Arc::new(Sessions::new(
         store.clone(),
         tokens.clone(),
         revocations.clone(),
         telemetry.clone(),
         config.sessions.clone(),
+        clock.clone(),
+    ));
+    let accounts = Accounts::new(
+        store.clone(),
+        sessions.clone(),
+        hasher.clone(),
+        tokens.clone(),
+        telemetry.clone(),
+        config.accounts.clone(),
         clock.clone(),
     );
     // On PostgreSQL the limits are shared by every instance (DESIGN.md, Scale).
@@ -350,9 +403,13 @@ async fn build_state(config: &Config, clock: SharedClock) -> anyhow::Result<AppS
     Ok(AppState {
         store,
         sessions,
+        accounts,
         tokens,
         hasher,
         revocations,
+        service_keys: ServiceKeys::new(&config.backend_api_keys),
+        feed_keepalive: config.revocations_keepalive,
+        closing: tokio::sync::watch::Sender::new(false),
         limits,
         telemetry,
         clock,
@@ -366,6 +423,46 @@ fn revocation_memory(config: &Config) -> Duration {
     config.jwt.access_ttl + config.jwt.leeway + Duration::from_secs(5)
 }
 
+/// The sessions and accounts services on `store`, for the command line's
+/// one-shot admin actions: the same code paths as the server's (the
+/// database write, the audit line), with a revocation set of their own that
+/// dies with the process. A running server learns of the revocations through
+/// PostgreSQL NOTIFY; on SQLite it cannot (see the `admin` subcommand).
+pub fn account_services(
+    config: &Config,
+    store: &Store,
+) -> anyhow::Result<(Arc<Sessions>, Accounts)> {
+    let clock: SharedClock = Arc::new(SystemClock);
+    let secret = resolve_secret(config)?;
+    let keys = Keyring::new(&secret, &config.jwt.previous_secrets);
+    let tokens = Arc::new(AccessTokens::new(
+        keys,
+        &config.jwt.issuer,
+        &config.jwt.audience,
+        config.jwt.leeway,
+        config.jwt.access_ttl,
+    ));
+    let telemetry = Arc::new(crate::telemetry::Telemetry::new());
+    let sessions = Arc::new(Sessions::new(
+        store.clone(),
+        tokens.clone(),
+        Arc::new(RevocationSet::new(revocation_memory(config))),
+        telemetry.clone(),
+        config.sessions.clone(),
+        clock.clone(),
+    ));
+    let accounts = Accounts::new(
+        store.clone(),
+        sessions.clone(),
+        Arc::new(PasswordHasher::new(1, 1)),
+        tokens,
+        telemetry,
+        config.accounts.clone(),
+        clock,
+    );
+    Ok((sessions, accounts))
+}
+
 /// `JWT_SECRET`, or the key file in the data folder (created on first start).
 fn resolve_secret(config: &Config) -> anyhow::Result<SecretString> {
     if let Some(secret) = &config.jwt.secret {
@@ -377,7 +474,8 @@ fn resolve_secret(config: &Config) -> anyhow::Result<SecretString> {
     if created {
         log::warn!(
             "JWT_SECRET is not set: generated a random key in {}/{} (mode 0600). \
-             Back it up with the database; set JWT_SECRET to manage the key yourself.",
+             Back it up, apart from the database backups (a database copy alone must not \
+             be able to mint or refresh tokens); set JWT_SECRET to manage the key yourself.",
             dir.display(),
             crate::auth::keys::KEY_FILE_NAME
         );
@@ -422,7 +520,8 @@ fn resolve_asymmetric_keys(config: &Config) -> anyhow::Result<Option<AsymmetricK
             if created {
                 log::warn!(
                     "JWT_PRIVATE_KEY_FILE is not set: generated a random {alg} key in {}/{} \
-                     (mode 0600). Back it up; set JWT_PRIVATE_KEY_FILE to manage the key yourself.",
+                     (mode 0600). Back it up, apart from the database backups; set JWT_PRIVATE_KEY_FILE \
+                     to manage the key yourself.",
                     dir.display(),
                     alg.key_file_name()
                 );
@@ -481,7 +580,23 @@ fn spawn_housekeeping(state: Arc<AppState>, keep_revocations_for: Duration) -> V
             match state.sessions.delete_ended(CLEANUP_BATCH).await {
                 Ok(0) => {}
                 Ok(n) => log::info!("housekeeping: deleted {n} ended session(s)"),
-                Err(e) => log::warn!("housekeeping: cannot delete ended sessions: {e}"),
+                Err(e) => log::warn!(
+                    "housekeeping: cannot delete ended sessions: {}",
+                    crate::error::with_causes(&e)
+                ),
+            }
+            if let Err(e) = state.accounts.delete_old_grants(CLEANUP_BATCH).await {
+                log::warn!("housekeeping: cannot delete old mail grants: {e}");
+            }
+            let before = state.clock.now() - MAIL_RETENTION;
+            match state
+                .store
+                .delete_finished_mails(before, CLEANUP_BATCH)
+                .await
+            {
+                Ok(0) => {}
+                Ok(n) => log::info!("housekeeping: deleted {n} sent or failed mail(s)"),
+                Err(e) => log::warn!("housekeeping: cannot delete finished mails: {e}"),
             }
         }
     });
@@ -503,11 +618,33 @@ async fn delete_expired_limits(limits: &RateLimits) {
     }
 }
 
+/// The mail sender (see `mail::sender`). A transport that cannot be set up
+/// (a mail folder that cannot be created, an unreadable `MAIL_TLS_CA_FILE`)
+/// stops the start.
+fn spawn_mail_sender(state: &AppState, config: &Config) -> anyhow::Result<JoinHandle<()>> {
+    let mail = &config.mail;
+    let transport = crate::mail::Transport::new(mail)?;
+    log::info!(
+        "mail: delivering to {} from {}, at most {} attempt(s) per mail",
+        mail.target,
+        mail.from,
+        mail.max_attempts
+    );
+    let sender = crate::mail::MailSender::new(
+        state.store.clone(),
+        transport,
+        mail,
+        state.clock.clone(),
+        state.telemetry.mail.clone(),
+    );
+    Ok(tokio::spawn(Arc::new(sender).run()))
+}
+
 /// One line per request: client, method, route pattern, status, size and time.
 /// Never headers (the `Authorization` header is a credential), never bodies,
 /// never the query string.
 fn request_logger() -> Logger {
-    Logger::new("%a %{method}xi %{route}xi %s %b %Dms")
+    Logger::new("%a %{method}xi %{route}xi %s %b %Dms request_id=%{x-request-id}i")
         .custom_request_replace("method", |req| req.method().to_string())
         .custom_request_replace("route", |req| {
             req.match_pattern().unwrap_or_else(|| "-".to_owned())

@@ -86,6 +86,12 @@ pub enum RevocationReason {
     reuse_detected,
     /// The user's least recently used session, beyond MAX_SESSIONS_PER_USER.
     session_cap,
+    /// A password set through a mailed reset token or code.
+    password_reset,
+    /// An admin (API or command line) disabled the account.
+    account_disabled,
+    /// The user deleted the account.
+    account_deleted,
 }
 
 /// The metrics registry and every metric the service keeps.
@@ -106,6 +112,13 @@ pub struct Telemetry {
     /// Connections closed at accept for being over `HTTP_MAX_CONNECTIONS_PER_IP`
     /// (counted by [`crate::connections::ConnectionLimits`]).
     pub connections_refused: Counter,
+    /// Error answers whose code their route does not document: a bug, always
+    /// zero (the tests and the contract run check it).
+    pub undocumented_errors: Counter,
+    /// Revocation feed (`GET /revocations`) streams open now, and streams
+    /// ended because their subscriber fell too far behind.
+    pub feed_subscribers: Gauge,
+    pub feed_dropped: Counter,
     /// Gauges read from their sources at scrape time.
     pub hashes_in_flight: Gauge,
     pub hashes_queued: Gauge,
@@ -118,6 +131,8 @@ pub struct Telemetry {
     /// 1 while the shared table cannot be reached and this instance limits
     /// alone, at the stricter fallback budget.
     pub rate_limiter_fallback: Gauge,
+    /// Mails sent, retried, given up (counted by the mail sender).
+    pub mail: crate::mail::sender::MailMetrics,
 }
 
 impl Default for Telemetry {
@@ -128,6 +143,12 @@ impl Default for Telemetry {
 
 impl Telemetry {
     pub fn new() -> Self {
+        Self::with_mails_queued(Counter::default())
+    }
+
+    /// As [`Telemetry::new`], counting queued mails with `mails_queued` (the
+    /// store's counter: mails are queued by store methods, see `store::outbox`).
+    pub fn with_mails_queued(mails_queued: Counter) -> Self {
         let mut registry = Registry::with_prefix("auth");
         let requests = Family::<RequestLabels, Counter>::default();
         let latency = Family::<RequestLabels, Histogram>::new_with_constructor(|| {
@@ -139,6 +160,7 @@ impl Telemetry {
         let (password_changes, registrations) = (Counter::default(), Counter::default());
         let reuse_replay_age = Histogram::new(REUSE_AGE_BUCKETS);
         let connections_refused = Counter::default();
+        let undocumented_errors = Counter::default();
         let gauges: [Gauge; 8] = Default::default();
         registry.register(
             "http_requests",
@@ -176,6 +198,23 @@ impl Telemetry {
             "http_connections_refused",
             "Connections closed at accept: their address held HTTP_MAX_CONNECTIONS_PER_IP already",
             connections_refused.clone(),
+        );
+        registry.register(
+            "undocumented_errors",
+            "Error answers whose code the OpenAPI document does not list for their route (a bug)",
+            undocumented_errors.clone(),
+        );
+        let feed_subscribers = Gauge::default();
+        let feed_dropped = Counter::default();
+        registry.register(
+            "revocation_feed_subscribers",
+            "Revocation feed streams (GET /revocations) open now",
+            feed_subscribers.clone(),
+        );
+        registry.register(
+            "revocation_feed_dropped",
+            "Revocation feed streams ended because the subscriber fell too far behind",
+            feed_dropped.clone(),
         );
         let [
             in_flight,
@@ -227,6 +266,27 @@ impl Telemetry {
             "1 while the shared rate-limit table cannot be reached: this instance limits alone, at half the budget",
             fallback.clone(),
         );
+        let mail = crate::mail::sender::MailMetrics::default();
+        registry.register(
+            "mails_queued",
+            "Mails written to the outbox by this instance",
+            mails_queued,
+        );
+        registry.register(
+            "mails_sent",
+            "Mails delivered (accepted by the SMTP server, or written to the mail folder)",
+            mail.sent.clone(),
+        );
+        registry.register(
+            "mail_attempts_retried",
+            "Failed delivery attempts that will be retried after a backoff",
+            mail.retried.clone(),
+        );
+        registry.register(
+            "mails_failed",
+            "Mails given up: MAIL_MAX_ATTEMPTS failed attempts, or an invalid address",
+            mail.failed.clone(),
+        );
         Self {
             registry,
             requests,
@@ -238,6 +298,9 @@ impl Telemetry {
             registrations,
             reuse_replay_age,
             connections_refused,
+            undocumented_errors,
+            feed_subscribers,
+            feed_dropped,
             hashes_in_flight: in_flight,
             hashes_queued: queued,
             db_connections: conns,
@@ -246,6 +309,7 @@ impl Telemetry {
             rate_limiter_keys: limiter,
             rate_limiter_shared: shared,
             rate_limiter_fallback: fallback,
+            mail,
         }
     }
 
@@ -350,10 +414,17 @@ impl Telemetry {
             .join(",");
         let reason_text = format!("{reason:?}");
         match actor {
-            Some(actor) if reason == RevocationReason::admin => log::warn!(
-                "audit: sessions revoked reason={reason_text} admin={actor} user={} sessions={list}",
-                user.map_or_else(|| "-".into(), |u| u.to_string())
-            ),
+            Some(actor)
+                if matches!(
+                    reason,
+                    RevocationReason::admin | RevocationReason::account_disabled
+                ) =>
+            {
+                log::warn!(
+                    "audit: sessions revoked reason={reason_text} admin={actor} user={} sessions={list}",
+                    user.map_or_else(|| "-".into(), |u| u.to_string())
+                )
+            }
             _ => log::info!(
                 "audit: sessions revoked reason={reason_text} user={} sessions={list}",
                 user.or(actor).map_or_else(|| "-".into(), |u| u.to_string())
@@ -365,6 +436,13 @@ impl Telemetry {
         self.revocations
             .get_or_create(&ReasonLabels { reason })
             .inc_by(n);
+    }
+
+    /// An event of the account lifecycle (verification, reset, email change,
+    /// deletion, disable): one audit line. Never carries a code, a token or
+    /// an email address.
+    pub fn account_event(&self, event: &'static str, user: Uuid) {
+        log::info!("audit: {event} user={user}");
     }
 
     pub fn password_changed(&self, user: Uuid) {
@@ -406,32 +484,8 @@ fn method_label(method: &str) -> &'static str {
     }
 }
 
-/// Every route pattern the service serves, as static labels.
-const ROUTES: [&str; 17] = [
-    "/register",
-    "/login",
-    "/refresh",
-    "/logout",
-    "/logout-all",
-    "/me",
-    "/sessions",
-    "/sessions/{id}",
-    "/password",
-    "/admin/users/{id}/revoke-sessions",
-    "/healthz",
-    "/readyz",
-    "/metrics",
-    "/openapi.json",
-    "/docs",
-    "/docs/{file:.*}",
-    "unmatched",
-];
-
 fn route_label(pattern: Option<&str>) -> &'static str {
-    pattern
-        .and_then(|p| ROUTES.iter().find(|r| **r == p))
-        .copied()
-        .unwrap_or("unmatched")
+    crate::http::routes::label(pattern)
 }
 
 #[cfg(test)]

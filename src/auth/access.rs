@@ -72,6 +72,9 @@ pub struct Claims {
     /// The session id: what revocation acts on.
     pub sid: Uuid,
     pub role: Role,
+    /// Whether the account's email was verified when the token was issued
+    /// (read from the database at login and at every refresh).
+    pub email_verified: bool,
     pub iat: i64,
     pub nbf: i64,
     pub exp: i64,
@@ -90,6 +93,9 @@ struct WireClaims<'a> {
     sub: Uuid,
     sid: Uuid,
     role: Role,
+    /// Absent from tokens issued before version 2: read as `false`.
+    #[serde(default)]
+    email_verified: bool,
     iat: i64,
     nbf: i64,
     exp: i64,
@@ -111,6 +117,10 @@ pub enum TokenError {
     TooLarge,
     #[error("the token is malformed")]
     Malformed,
+    /// Quotes or whitespace around the token: copied with its JSON quotes,
+    /// or read from a file with its newline.
+    #[error("the token is wrapped in quotes or whitespace; send it alone, as issued")]
+    Wrapped,
     #[error("the token is signed with an unknown key")]
     UnknownKey,
     #[error("the token signature is invalid")]
@@ -123,6 +133,20 @@ pub enum TokenError {
     WrongIssuerOrAudience,
     #[error("the token has been revoked")]
     Revoked,
+    /// `GET /revocations` without one of `BACKEND_API_KEYS` (an access token is not one).
+    #[error("a service key (BACKEND_API_KEYS) is required")]
+    NotAServiceKey,
+}
+
+/// Whether a token arrived wrapped in quotes or whitespace (a literal `\n`
+/// too: a JSON string's newline pasted as is). Never true of a token as
+/// issued, whose alphabet is base64url and `.`.
+pub fn is_wrapped_token(text: &str) -> bool {
+    let wrapping = |c: char| c == '"' || c == '\'' || c.is_whitespace();
+    text.starts_with(wrapping)
+        || text.ends_with(wrapping)
+        || text.ends_with("\\n")
+        || text.ends_with("\\r")
 }
 
 /// Whether `text` has the shape of a compact JWS (three base64url segments,
@@ -290,6 +314,7 @@ impl AccessTokens {
         user_id: Uuid,
         session_id: Uuid,
         role: Role,
+        email_verified: bool,
         now: DateTime<Utc>,
     ) -> Result<IssuedToken, jsonwebtoken::errors::Error> {
         let iat = now.timestamp();
@@ -300,6 +325,7 @@ impl AccessTokens {
             sub: user_id,
             sid: session_id,
             role,
+            email_verified,
             iat,
             nbf: iat,
             exp: iat.saturating_add(ttl),
@@ -464,6 +490,7 @@ impl AccessTokens {
             sub: claims.sub,
             sid: claims.sid,
             role: claims.role,
+            email_verified: claims.email_verified,
             iat: claims.iat,
             nbf: claims.nbf,
             exp: claims.exp,
@@ -557,7 +584,7 @@ mod tests {
         let t = tokens(&"k".repeat(32));
         let (user, session) = (Uuid::new_v4(), Uuid::new_v4());
         let now = Utc::now();
-        let issued = t.issue(user, session, Role::Admin, now).unwrap();
+        let issued = t.issue(user, session, Role::Admin, false, now).unwrap();
         assert_eq!(issued.expires_in, 900);
         let claims = t.verify(&issued.token).unwrap();
         assert_eq!(
@@ -572,7 +599,13 @@ mod tests {
     fn issued_tokens_take_the_header_fast_path() {
         let t = tokens(&"k".repeat(32));
         let issued = t
-            .issue(Uuid::new_v4(), Uuid::new_v4(), Role::User, Utc::now())
+            .issue(
+                Uuid::new_v4(),
+                Uuid::new_v4(),
+                Role::User,
+                false,
+                Utc::now(),
+            )
             .unwrap();
         let segment = issued.token.split('.').next().unwrap();
         assert_eq!(segment, t.keys().current().header_segment);
@@ -581,7 +614,13 @@ mod tests {
     #[test]
     fn a_token_from_another_key_is_refused() {
         let issued = tokens(&"a".repeat(32))
-            .issue(Uuid::new_v4(), Uuid::new_v4(), Role::User, Utc::now())
+            .issue(
+                Uuid::new_v4(),
+                Uuid::new_v4(),
+                Role::User,
+                false,
+                Utc::now(),
+            )
             .unwrap();
         assert_eq!(
             tokens(&"b".repeat(32)).verify(&issued.token),
@@ -599,7 +638,13 @@ mod tests {
             Duration::from_secs(1),
         );
         let issued = t
-            .issue(Uuid::new_v4(), Uuid::new_v4(), Role::User, Utc::now())
+            .issue(
+                Uuid::new_v4(),
+                Uuid::new_v4(),
+                Role::User,
+                false,
+                Utc::now(),
+            )
             .unwrap();
         assert!(t.verify(&issued.token).is_ok());
         assert!(t.verify(&issued.token).is_ok(), "from the cache");
@@ -611,7 +656,13 @@ mod tests {
     fn a_remembered_signature_on_another_payload_is_refused() {
         let t = tokens(&"k".repeat(32));
         let issued = t
-            .issue(Uuid::new_v4(), Uuid::new_v4(), Role::User, Utc::now())
+            .issue(
+                Uuid::new_v4(),
+                Uuid::new_v4(),
+                Role::User,
+                false,
+                Utc::now(),
+            )
             .unwrap();
         assert!(t.verify(&issued.token).is_ok());
         let parts: Vec<&str> = issued.token.split('.').collect();
@@ -633,7 +684,13 @@ mod tests {
         let a = tokens(&"a".repeat(32));
         let b = tokens(&"b".repeat(32));
         let issued = a
-            .issue(Uuid::new_v4(), Uuid::new_v4(), Role::User, Utc::now())
+            .issue(
+                Uuid::new_v4(),
+                Uuid::new_v4(),
+                Role::User,
+                false,
+                Utc::now(),
+            )
             .unwrap();
         assert!(a.verify(&issued.token).is_ok());
         assert_eq!(b.verify(&issued.token), Err(TokenError::UnknownKey));
@@ -643,7 +700,13 @@ mod tests {
     fn access_tokens_are_told_from_refresh_tokens() {
         let t = tokens("k".repeat(32).as_str());
         let access = t
-            .issue(Uuid::new_v4(), Uuid::new_v4(), Role::User, Utc::now())
+            .issue(
+                Uuid::new_v4(),
+                Uuid::new_v4(),
+                Role::User,
+                false,
+                Utc::now(),
+            )
             .unwrap()
             .token;
         assert!(looks_like_access_token(&access));
@@ -725,7 +788,7 @@ mod properties {
         #[test]
         fn any_single_byte_change_breaks_an_es256_or_eddsa_token(position in 0usize..1000, byte in any::<u8>()) {
             for t in asymmetric_tokens() {
-                let token = t.issue(Uuid::new_v4(), Uuid::new_v4(), Role::User, Utc::now()).expect("signs").token;
+                let token = t.issue(Uuid::new_v4(), Uuid::new_v4(), Role::User, false, Utc::now()).expect("signs").token;
                 let mut bytes = token.clone().into_bytes();
                 let i = position % bytes.len();
                 prop_assume!(bytes[i] != byte);
@@ -739,7 +802,7 @@ mod properties {
         #[test]
         fn any_single_byte_change_breaks_a_real_token(position in 0usize..1000, byte in any::<u8>()) {
             let t = tokens();
-            let token = t.issue(Uuid::new_v4(), Uuid::new_v4(), Role::User, Utc::now()).expect("signs").token;
+            let token = t.issue(Uuid::new_v4(), Uuid::new_v4(), Role::User, false, Utc::now()).expect("signs").token;
             let mut bytes = token.clone().into_bytes();
             let i = position % bytes.len();
             prop_assume!(bytes[i] != byte);
@@ -786,9 +849,15 @@ mod asymmetric_tests {
     }
 
     fn issue(t: &AccessTokens) -> String {
-        t.issue(Uuid::new_v4(), Uuid::new_v4(), Role::User, Utc::now())
-            .unwrap()
-            .token
+        t.issue(
+            Uuid::new_v4(),
+            Uuid::new_v4(),
+            Role::User,
+            false,
+            Utc::now(),
+        )
+        .unwrap()
+        .token
     }
 
     fn header_of(token: &str) -> serde_json::Value {
@@ -804,7 +873,7 @@ mod asymmetric_tests {
             let t = tokens(key, vec![]);
             let (user, session) = (Uuid::new_v4(), Uuid::new_v4());
             let token = t
-                .issue(user, session, Role::Admin, Utc::now())
+                .issue(user, session, Role::Admin, false, Utc::now())
                 .unwrap()
                 .token;
             assert_eq!(

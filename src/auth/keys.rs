@@ -15,6 +15,20 @@ use sha2::{Digest, Sha256};
 
 /// Domain separation for the refresh-token MAC key (see module docs).
 const REFRESH_KEY_LABEL: &[u8] = b"auth-api/refresh-token/v1";
+/// Domain separation for the MACs of mailed tokens (`crate::auth::mail_grants`).
+const MAIL_TOKEN_KEY_LABEL: &[u8] = b"auth-api/mail-token/v1";
+/// Domain separation for the MACs of mailed 6-digit codes.
+const MAIL_CODE_KEY_LABEL: &[u8] = b"auth-api/mail-code/v1";
+
+/// An HMAC-SHA256 keyed with `HMAC(secret, label)`: one key per purpose,
+/// none of them the JWT key itself.
+fn derived_mac(secret: &[u8], label: &[u8]) -> Hmac<Sha256> {
+    let mut mac =
+        <Hmac<Sha256> as Mac>::new_from_slice(secret).expect("HMAC accepts keys of any length");
+    mac.update(label);
+    let key = mac.finalize().into_bytes();
+    <Hmac<Sha256> as Mac>::new_from_slice(&key).expect("HMAC accepts keys of any length")
+}
 
 /// One server key in all the forms the service uses.
 pub struct ServerKey {
@@ -23,6 +37,8 @@ pub struct ServerKey {
     /// HMAC-SHA256 keyed with the JWT key, ready to clone per verification.
     pub(crate) jwt_mac: Hmac<Sha256>,
     pub(crate) refresh_mac: Hmac<Sha256>,
+    pub(crate) mail_token_mac: Hmac<Sha256>,
+    pub(crate) mail_code_mac: Hmac<Sha256>,
     /// The first segment of every access token this key signs (see `AccessTokens::verify`).
     pub(crate) header_segment: String,
 }
@@ -40,12 +56,6 @@ impl ServerKey {
     /// Builds a key from the secret's UTF-8 bytes, as given.
     pub fn new(secret: &SecretString) -> Self {
         let bytes = secret.expose_secret().as_bytes();
-        let refresh_key = {
-            let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(bytes)
-                .expect("HMAC accepts keys of any length");
-            mac.update(REFRESH_KEY_LABEL);
-            mac.finalize().into_bytes()
-        };
         let kid = key_id(bytes);
         let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
         header.kid = Some(kid.clone());
@@ -58,8 +68,9 @@ impl ServerKey {
             jwt_mac,
             kid,
             encoding: EncodingKey::from_secret(bytes),
-            refresh_mac: <Hmac<Sha256> as Mac>::new_from_slice(&refresh_key)
-                .expect("HMAC accepts keys of any length"),
+            refresh_mac: derived_mac(bytes, REFRESH_KEY_LABEL),
+            mail_token_mac: derived_mac(bytes, MAIL_TOKEN_KEY_LABEL),
+            mail_code_mac: derived_mac(bytes, MAIL_CODE_KEY_LABEL),
         }
     }
 

@@ -4,7 +4,8 @@
 //! - [`asymmetric`]: ES256 and EdDSA signing keys, their RFC 7638 `kid`, PEM files;
 //! - [`access`]: HS256 access tokens (issue, verify);
 //! - [`refresh`]: refresh tokens (mint, verify);
-//! - [`revocations`]: the in-memory set of recently revoked sessions;
+//! - [`revocations`]: the in-memory set of recently revoked sessions, and its feed;
+//! - [`service_keys`]: the backends' keys for the revocation feed;
 //! - [`password`]: the bounded argon2id hasher;
 //! - [`credentials`]: email and password input rules.
 
@@ -12,11 +13,14 @@ pub mod access;
 pub mod asymmetric;
 pub mod credentials;
 pub mod keys;
+pub mod mail_grants;
 pub mod password;
 pub mod refresh;
 pub mod revocations;
+pub mod service_keys;
 
 pub use access::{AccessTokens, Claims, Role, TokenError};
 pub use keys::Keyring;
 pub use password::{HashError, PasswordHasher};
 pub use revocations::RevocationSet;
+pub use service_keys::ServiceKeys;

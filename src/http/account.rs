@@ -1,4 +1,5 @@
-//! The account: `POST /register`, `GET /me`, `POST /password`.
+//! The account: `POST /register`, `GET /me`, `POST /password`, `GET` and
+//! `DELETE /account`.
 
 use actix_web::{HttpResponse, web};
 use chrono::{DateTime, Utc};
@@ -7,18 +8,13 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use super::AppState;
 use super::extract::{Authenticated, ClientInfo, JsonObject};
 use super::tokens::SecretStringField;
-use super::{AppState, resource};
 use crate::auth::Role;
-use crate::auth::credentials::{check_password_policy, normalize_email};
-use crate::error::{ApiError, ErrorBody};
-
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(resource("/register", "POST").route(web::post().to(register)))
-        .service(resource("/me", "GET").route(web::get().to(me)))
-        .service(resource("/password", "POST").route(web::post().to(change_password)));
-}
+use crate::auth::credentials::check_password_policy;
+use crate::error::ApiError;
+use crate::store::User;
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct RegisterRequest {
@@ -37,18 +33,34 @@ pub struct RegisterRequest {
     pub password: SecretStringField,
 }
 
-/// A registered user.
+/// A registered user, as the database holds it.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct UserResponse {
     pub id: Uuid,
     #[schema(example = "alice@example.com")]
     pub email: String,
+    /// Whether the email was verified (by a mailed link or code).
+    pub email_verified: bool,
     #[schema(value_type = String, example = "user")]
     pub role: Role,
+    #[serde(serialize_with = "super::timestamp")]
     pub created_at: DateTime<Utc>,
 }
 
-/// Create an account. The email is stored trimmed and lowercased.
+impl From<User> for UserResponse {
+    fn from(user: User) -> Self {
+        UserResponse {
+            id: user.id,
+            email_verified: user.email_verified(),
+            email: user.email,
+            role: user.role.0,
+            created_at: user.created_at,
+        }
+    }
+}
+
+/// Create an account. The email is stored trimmed and lowercased; a
+/// verification mail (link and code) is queued in the same transaction.
 #[utoipa::path(
     post,
     path = "/register",
@@ -56,13 +68,6 @@ pub struct UserResponse {
     request_body = RegisterRequest,
     responses(
         (status = 201, description = "The account is created", body = UserResponse),
-        (status = 400, description = "Malformed JSON, or a missing or mistyped field", body = ErrorBody, example = json!({"error": "invalid_request", "message": "Malformed JSON, or a missing or mistyped field"})),
-        (status = 409, description = "This email is already registered", body = ErrorBody, example = json!({"error": "email_taken", "message": "This email is already registered"})),
-        (status = 413, description = "The body is over 16 KiB", body = ErrorBody, example = json!({"error": "payload_too_large", "message": "The body is over 16 KiB"})),
-        (status = 415, description = "The body is not application/json", body = ErrorBody, example = json!({"error": "unsupported_media_type", "message": "The body is not application/json"})),
-        (status = 422, description = "invalid_email (not local@domain, over 254 bytes) or weak_password (under 8 characters, over 1024 bytes, or common)", body = ErrorBody, example = json!({"error": "weak_password", "message": "the password is too common; choose another one"})),
-        (status = 429, description = "Too many requests; retry after Retry-After seconds", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait before retrying")), example = json!({"error": "too_many_requests", "message": "Too many requests; retry after Retry-After seconds"})),
-        (status = 503, description = "The password hasher queue is full or the database is unreachable", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait before retrying")), example = json!({"error": "unavailable", "message": "The password hasher queue is full or the database is unreachable"})),
     )
 )]
 pub async fn register(
@@ -72,33 +77,80 @@ pub async fn register(
 ) -> Result<HttpResponse, ApiError> {
     state.limits.check_ip(client.ip).await?;
     let body = body.0;
-    let email = normalize_email(&body.email).ok_or(ApiError::InvalidEmail)?;
-    check_password_policy(body.password.0.expose_secret())?;
-    let hash = state.hasher.hash(body.password.0).await?;
     let user = state
-        .store
-        .create_user(&email, &hash, state.clock.now())
+        .accounts
+        .register(&body.email, body.password.0)
         .await?;
-    state.telemetry.registered(user.id);
-    Ok(HttpResponse::Created().json(UserResponse {
-        id: user.id,
-        email: user.email,
-        role: user.role.0,
-        created_at: user.created_at,
-    }))
+    Ok(HttpResponse::Created().json(UserResponse::from(user)))
+}
+
+/// The caller's account, read from the database (unlike `/me`).
+#[utoipa::path(
+    get,
+    path = "/account",
+    tag = "account",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The account as the database holds it", body = UserResponse),
+    )
+)]
+pub async fn account(
+    state: web::Data<AppState>,
+    caller: Authenticated,
+) -> Result<HttpResponse, ApiError> {
+    let user = state.accounts.account(caller.0.sub).await?;
+    Ok(HttpResponse::Ok().json(UserResponse::from(user)))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct DeleteAccountRequest {
+    /// The account's current password.
+    #[schema(value_type = String, format = Password)]
+    pub password: SecretStringField,
+}
+
+/// Delete the caller's account: every session is revoked, the email, the
+/// password hash and the sessions' device names are erased (the email can
+/// register again at once), and a notice goes to the old address.
+#[utoipa::path(
+    delete,
+    path = "/account",
+    tag = "account",
+    security(("bearer" = [])),
+    request_body = DeleteAccountRequest,
+    responses(
+        (status = 204, description = "Deleted; every session is revoked"),
+    )
+)]
+pub async fn delete_account(
+    state: web::Data<AppState>,
+    caller: Authenticated,
+    client: ClientInfo,
+    body: JsonObject<DeleteAccountRequest>,
+) -> Result<HttpResponse, ApiError> {
+    // A password check, like /password: limited per IP so a stolen access
+    // token cannot be used to guess the password at hasher speed.
+    state.limits.check_ip(client.ip).await?;
+    state
+        .accounts
+        .delete_account(caller.0.sub, body.0.password.0)
+        .await?;
+    Ok(HttpResponse::NoContent().finish())
 }
 
 /// Who the token says the caller is; read from the token alone.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct MeResponse {
     pub user_id: Uuid,
-    #[schema(value_type = String, example = "user")]
+    #[schema(schema_with = super::role_schema)]
     pub role: Role,
     pub session_id: Uuid,
     /// When the access token expires.
+    #[serde(serialize_with = "super::timestamp")]
     pub expires_at: DateTime<Utc>,
 }
 
+/// Who the access token says the caller is (no database read).
 #[utoipa::path(
     get,
     path = "/me",
@@ -106,7 +158,6 @@ pub struct MeResponse {
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The caller, from the access token alone", body = MeResponse),
-        (status = 401, description = "Missing, malformed, expired, revoked or wrongly-signed access token (RFC 6750 challenge in WWW-Authenticate)", body = ErrorBody, headers(("WWW-Authenticate" = String, description = "Bearer challenge, with error=\"invalid_token\" when a token was sent")), example = json!({"error": "invalid_token", "message": "the token has expired"})),
     )
 )]
 pub async fn me(caller: Authenticated) -> HttpResponse {
@@ -121,10 +172,11 @@ pub async fn me(caller: Authenticated) -> HttpResponse {
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct ChangePasswordRequest {
-    #[schema(value_type = String, format = Password)]
+    /// The password the account has now.
+    #[schema(value_type = String, format = Password, example = "correct horse battery staple")]
     pub current_password: SecretStringField,
     /// The same rules as at registration.
-    #[schema(value_type = String, format = Password, max_length = 1024)]
+    #[schema(value_type = String, format = Password, max_length = 1024, example = "a new and longer passphrase")]
     pub new_password: SecretStringField,
 }
 
@@ -138,13 +190,6 @@ pub struct ChangePasswordRequest {
     request_body = ChangePasswordRequest,
     responses(
         (status = 204, description = "Changed; every other session is revoked"),
-        (status = 400, description = "Malformed JSON, or a missing or mistyped field", body = ErrorBody, example = json!({"error": "invalid_request", "message": "Malformed JSON, or a missing or mistyped field"})),
-        (status = 401, description = "invalid_credentials (the current password is wrong), or a Bearer failure (missing_token, invalid_token)", body = ErrorBody, example = json!({"error": "invalid_credentials", "message": "the email or password is wrong"})),
-        (status = 413, description = "The body is over 16 KiB", body = ErrorBody, example = json!({"error": "payload_too_large", "message": "The body is over 16 KiB"})),
-        (status = 415, description = "The body is not application/json", body = ErrorBody, example = json!({"error": "unsupported_media_type", "message": "The body is not application/json"})),
-        (status = 422, description = "The new password is too short, too long or too common", body = ErrorBody, example = json!({"error": "weak_password", "message": "The new password is too short, too long or too common"})),
-        (status = 429, description = "Too many requests; retry after Retry-After seconds", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait before retrying")), example = json!({"error": "too_many_requests", "message": "Too many requests; retry after Retry-After seconds"})),
-        (status = 503, description = "The password hasher queue is full or the database is unreachable", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait before retrying")), example = json!({"error": "unavailable", "message": "The password hasher queue is full or the database is unreachable"})),
     )
 )]
 pub async fn change_password(
@@ -166,7 +211,7 @@ pub async fn change_password(
         .await?;
     let Some(user) = user.filter(|_| verified) else {
         state.telemetry.password_change_refused(claims.sub);
-        return Err(ApiError::InvalidCredentials);
+        return Err(ApiError::WrongPassword);
     };
     check_password_policy(body.new_password.0.expose_secret())?;
     let hash = state.hasher.hash(body.new_password.0).await?;

@@ -1,21 +1,70 @@
-//! Administration: `POST /admin/users/{id}/revoke-sessions`.
+//! Administration: `GET /admin/users?email=`, `POST /admin/users/{id}/revoke-sessions`.
 //!
 //! There is deliberately no API to grant the admin role: it is given with the
 //! binary's `admin grant` subcommand, by whoever runs the service.
 
 use actix_web::{HttpResponse, web};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
+use super::AppState;
 use super::extract::Admin;
-use super::{AppState, resource};
-use crate::error::{ApiError, ErrorBody};
+use crate::auth::Role;
+use crate::error::ApiError;
 use crate::telemetry::RevocationReason;
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        resource("/admin/users/{id}/revoke-sessions", "POST")
-            .route(web::post().to(revoke_user_sessions)),
-    );
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct FindUserQuery {
+    /// The account's email, in any spelling that normalises to it.
+    pub email: String,
+}
+
+/// An account, as an admin sees it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AdminUserResponse {
+    pub id: Uuid,
+    #[schema(example = "alice@example.com")]
+    pub email: String,
+    pub email_verified: bool,
+    #[schema(value_type = String, example = "user")]
+    pub role: Role,
+    /// Disabled accounts cannot sign in (`403 account_disabled`).
+    pub disabled: bool,
+    pub created_at: DateTime<Utc>,
+    /// Sessions neither revoked nor expired.
+    pub active_sessions: i64,
+}
+
+/// Find an account by email. The role is checked first, so a non-admin
+/// learns nothing about which emails exist.
+#[utoipa::path(
+    get,
+    path = "/admin/users",
+    tag = "admin",
+    security(("bearer" = [])),
+    params(FindUserQuery),
+    responses(
+        (status = 200, description = "The account", body = AdminUserResponse),
+    )
+)]
+pub async fn find_user(
+    _admin: Admin,
+    state: web::Data<AppState>,
+    query: web::Query<FindUserQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let found = state.accounts.find_by_email(&query.email).await?;
+    let user = found.user;
+    Ok(HttpResponse::Ok().json(AdminUserResponse {
+        id: user.id,
+        email_verified: user.email_verified(),
+        disabled: user.disabled_at.is_some(),
+        email: user.email,
+        role: user.role.0,
+        created_at: user.created_at,
+        active_sessions: found.active_sessions,
+    }))
 }
 
 /// Revoke every session of a user. The role is checked (by the [`Admin`]
@@ -28,10 +77,6 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     params(("id" = Uuid, Path, description = "The user id")),
     responses(
         (status = 204, description = "Every session of the user is revoked"),
-        (status = 401, description = "Missing, malformed, expired, revoked or wrongly-signed access token (RFC 6750 challenge in WWW-Authenticate)", body = ErrorBody, headers(("WWW-Authenticate" = String, description = "Bearer challenge, with error=\"invalid_token\" when a token was sent")), example = json!({"error": "invalid_token", "message": "the token has expired"})),
-        (status = 403, description = "The token's role is not admin", body = ErrorBody, headers(("WWW-Authenticate" = String, description = "Bearer error=\"insufficient_scope\"")), example = json!({"error": "insufficient_role", "message": "this action needs the admin role"})),
-        (status = 404, description = "No such user", body = ErrorBody, example = json!({"error": "not_found", "message": "No such user"})),
-        (status = 503, description = "The database is unreachable", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait before retrying")), example = json!({"error": "unavailable", "message": "The database is unreachable"})),
     )
 )]
 pub async fn revoke_user_sessions(

@@ -8,7 +8,6 @@ use actix_web::http::header;
 use actix_web::{HttpResponse, web};
 use utoipa_swagger_ui::Config;
 
-use super::resource;
 use crate::error::ApiError;
 
 /// The document, rendered once.
@@ -41,12 +40,6 @@ const INDEX_HTML: &str = r#"<!DOCTYPE html>
 </body>
 </html>
 "#;
-
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(resource("/openapi.json", "GET").route(web::get().to(openapi_json)))
-        .service(resource("/docs", "GET").route(web::get().to(swagger_ui)))
-        .service(resource("/docs/{file:.*}", "GET").route(web::get().to(swagger_asset)));
-}
 
 /// The OpenAPI 3.1 document of this API (the same as `openapi/openapi.json`).
 #[utoipa::path(
@@ -84,7 +77,8 @@ fn html(body: &'static str) -> HttpResponse {
         .body(body)
 }
 
-async fn swagger_asset(path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+/// Swagger UI's assets (not in the document).
+pub async fn swagger_asset(path: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let file = path.into_inner();
     if file.is_empty() || file == "index.html" {
         return Ok(html(INDEX_HTML));

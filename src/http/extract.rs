@@ -11,6 +11,7 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::{FromRequest, HttpRequest, web};
 
 use super::AppState;
+use crate::auth::access::is_wrapped_token;
 use crate::auth::credentials::clean_user_agent;
 use crate::auth::{AccessTokens, Claims, RevocationSet, Role, TokenError};
 use crate::error::ApiError;
@@ -56,7 +57,11 @@ pub fn check_bearer(
     revocations: &RevocationSet,
 ) -> Result<Claims, ApiError> {
     let token = bearer_token(authorization)?;
-    let claims = tokens.verify(token)?;
+    // Off the hot path: only a token that failed is looked at again.
+    let claims = tokens.verify(token).map_err(|e| match e {
+        TokenError::Malformed if is_wrapped_token(token) => TokenError::Wrapped,
+        e => e,
+    })?;
     if revocations.is_revoked(&claims.sid) {
         return Err(ApiError::InvalidToken(TokenError::Revoked));
     }
@@ -66,7 +71,7 @@ pub fn check_bearer(
 /// The token of an `Authorization: Bearer <token>` header (RFC 6750 §2.1).
 /// No header, or another scheme, is a missing token; a Bearer header with an
 /// empty token is an invalid one.
-fn bearer_token(authorization: Option<&HeaderValue>) -> Result<&str, ApiError> {
+pub(crate) fn bearer_token(authorization: Option<&HeaderValue>) -> Result<&str, ApiError> {
     let Some(value) = authorization else {
         return Err(ApiError::MissingToken);
     };
@@ -75,9 +80,22 @@ fn bearer_token(authorization: Option<&HeaderValue>) -> Result<&str, ApiError> {
     // the hot path.
     let value = std::str::from_utf8(value.as_bytes())
         .map_err(|_| ApiError::InvalidToken(TokenError::Malformed))?;
-    let (scheme, token) = value.split_once(' ').unwrap_or((value, ""));
+    let Some((scheme, token)) = value.split_once(' ') else {
+        // `Bearer` alone is a Bearer header with an empty token; anything
+        // else without a space is a bare token (not named: it is a secret).
+        if value.eq_ignore_ascii_case("bearer") {
+            return Err(ApiError::InvalidToken(TokenError::Malformed));
+        }
+        return Err(ApiError::NotBearer { scheme: None });
+    };
     if !scheme.eq_ignore_ascii_case("bearer") {
-        return Err(ApiError::MissingToken);
+        // A short word (`Token`, `Basic`, `JWT`) is named in the message;
+        // anything else could be a credential and is not.
+        let word = (1..=16).contains(&scheme.len())
+            && scheme.bytes().all(|b| b.is_ascii_alphabetic() || b == b'-');
+        return Err(ApiError::NotBearer {
+            scheme: word.then(|| scheme.to_owned()),
+        });
     }
     let token = token.trim_start_matches(' ');
     if token.len() > crate::auth::access::MAX_TOKEN_BYTES {
@@ -185,11 +203,56 @@ impl<T: serde::de::DeserializeOwned> FromRequest for JsonObject<T> {
                 })
                 .into());
             }
-            serde_json::from_value(serde_json::Value::Object(object))
+            let object = serde_json::Value::Object(object);
+            T::deserialize(&object)
                 .map(JsonObject)
-                .map_err(|e| ApiError::InvalidRequest(describe_json_error(&e)).into())
+                .map_err(|e| ApiError::InvalidRequest(describe_body_error::<T>(&object, &e)).into())
         })
     }
+}
+
+/// [`describe_json_error`], naming the field when one has the wrong type:
+/// serde says what it expected but not where, so the field is found by
+/// leaving each out in turn (the one whose absence changes the error).
+/// Only a plain field name is named, and never the value.
+fn describe_body_error<T: serde::de::DeserializeOwned>(
+    body: &serde_json::Value,
+    err: &serde_json::Error,
+) -> String {
+    let text = err.to_string();
+    let serde_json::Value::Object(object) = body else {
+        return describe_json_error(err);
+    };
+    if !(text.starts_with("invalid type") || text.starts_with("invalid value")) {
+        return describe_json_error(err);
+    }
+    let culprit = object.keys().find(|key| {
+        let mut without = object.clone();
+        without.remove(*key);
+        match T::deserialize(&serde_json::Value::Object(without)) {
+            Ok(_) => true,
+            Err(other) => other.to_string() != text,
+        }
+    });
+    // serde writes "invalid type: <the value>, expected <what the type
+    // wants>": only the part after the last ", expected " is ours.
+    let expected = text
+        .split(" at line ")
+        .next()
+        .and_then(|t| t.rsplit_once(", expected "))
+        .map(|(_, expected)| expected);
+    match (culprit.filter(|key| is_plain_name(key)), expected) {
+        (Some(field), Some(expected)) => {
+            format!("invalid request body: {field} has the wrong type (expected {expected})")
+        }
+        (Some(field), None) => format!("invalid request body: {field} has the wrong type"),
+        _ => describe_json_error(err),
+    }
+}
+
+/// A field name safe to echo: short, lower-case letters and `_`.
+fn is_plain_name(key: &str) -> bool {
+    !key.is_empty() && key.len() <= 32 && key.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
 }
 
 /// A NUL (U+0000) anywhere in a body, in a value at any depth or in a key:
@@ -215,10 +278,7 @@ fn field_with_nul(object: &serde_json::Map<String, serde_json::Value>) -> Option
     let (key, _) = object
         .iter()
         .find(|(key, value)| key.contains('\0') || holds_nul(value))?;
-    let plain = !key.is_empty()
-        && key.len() <= 32
-        && key.bytes().all(|b| b.is_ascii_lowercase() || b == b'_');
-    Some(plain.then_some(key.as_str()))
+    Some(is_plain_name(key).then_some(key.as_str()))
 }
 
 /// JSON bodies: at most 16 KiB, `application/json`, and every rejection as a JSON error.
@@ -277,6 +337,16 @@ pub fn path_config() -> web::PathConfig {
     web::PathConfig::default().error_handler(|_err: PathError, _req| ApiError::NotFound.into())
 }
 
+/// A query string that does not fit the handler's parameters is a
+/// `400 invalid_request` in the JSON error shape (actix answers plain text).
+/// The message names no value: a query may carry an email.
+pub fn query_config() -> web::QueryConfig {
+    web::QueryConfig::default().error_handler(|_err, _req| {
+        ApiError::InvalidRequest("the query string is missing a parameter or malformed".into())
+            .into()
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -323,7 +393,10 @@ mod properties {
                 let req = TestRequest::default().insert_header((header::AUTHORIZATION, value)).to_http_request();
                 match bearer_token(req.headers().get(header::AUTHORIZATION)) {
                     Ok(token) => prop_assert!(!token.is_empty() && token.len() <= crate::auth::access::MAX_TOKEN_BYTES),
-                    Err(e) => prop_assert!(matches!(e, ApiError::MissingToken | ApiError::InvalidToken(_))),
+                    Err(e) => {
+                        let bearer_failure = matches!(e, ApiError::MissingToken | ApiError::NotBearer { .. } | ApiError::InvalidToken(_));
+                        prop_assert!(bearer_failure);
+                    }
                 }
             }
         }

@@ -11,9 +11,18 @@
 
 use std::future::{Ready, ready};
 
-use actix_web::Error;
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform, forward_ready};
 use actix_web::http::Method;
+use actix_web::{Error, HttpMessage};
+
+/// Marks a request that arrived as `HEAD` (see [`was_head`]).
+#[derive(Debug, Clone, Copy)]
+struct WasHead;
+
+/// Did this request arrive as `HEAD` (now routed as `GET`)?
+pub fn was_head(req: &actix_web::HttpRequest) -> bool {
+    req.extensions().contains::<WasHead>()
+}
 
 /// Middleware: serve `HEAD` with the `GET` route of the same path.
 #[derive(Debug, Clone, Copy, Default)]
@@ -53,8 +62,10 @@ where
     fn call(&self, mut req: ServiceRequest) -> Self::Future {
         if req.method() == Method::HEAD {
             // Only the routing sees GET; the connection already knows it
-            // answers a HEAD and will send no body.
+            // answers a HEAD and will send no body. A handler that would
+            // stream (the revocation feed) asks [`was_head`] and does not.
             req.head_mut().method = Method::GET;
+            req.extensions_mut().insert(WasHead);
         }
         self.service.call(req)
     }

@@ -6,17 +6,11 @@ use actix_web::{HttpResponse, web};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::{AppState, resource};
-use crate::error::{ApiError, ErrorBody};
+use super::AppState;
+use crate::error::ApiError;
 
 /// How long `/readyz` waits for the database before saying it is not ready.
 const READY_TIMEOUT: Duration = Duration::from_secs(2);
-
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(resource("/metrics", "GET").route(web::get().to(metrics)))
-        .service(resource("/healthz", "GET").route(web::get().to(healthz)))
-        .service(resource("/readyz", "GET").route(web::get().to(readyz)));
-}
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Status {
@@ -42,7 +36,6 @@ pub async fn healthz() -> HttpResponse {
     tag = "operations",
     responses(
         (status = 200, description = "The database answers", body = Status),
-        (status = 503, description = "The database is unreachable", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait before retrying")), example = json!({"error": "unavailable", "message": "The database is unreachable"})),
     )
 )]
 pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
@@ -61,18 +54,8 @@ pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
 
 /// Prometheus metrics: requests and latency by route and status, logins,
 /// refreshes, reuse detections, revocations, hashes in flight and queued,
-/// database pool usage, the rate limiter's state (shared or fallback). No user data. Expose it to your monitoring only.
-#[utoipa::path(
-    get,
-    path = "/metrics",
-    tag = "operations",
-    responses((
-        status = 200,
-        description = "Metrics in the OpenMetrics text format",
-        content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        body = String
-    ))
-)]
+/// database pool usage, the rate limiter's state (shared or fallback). No user data. Expose it to your monitoring only: it
+/// is not in the app-facing document.
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     use crate::limits::LimiterMode;
     use crate::telemetry::Telemetry;

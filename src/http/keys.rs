@@ -8,16 +8,11 @@ use actix_web::{HttpResponse, web};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::{AppState, resource};
+use super::AppState;
 
 /// Verifiers may cache the set this long (API.md, "Key set"). A key is
 /// announced at least this long before it signs (README, key rotation).
 const CACHE_CONTROL: &str = "public, max-age=300";
-
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    // HEAD is answered too, by `HeadAsGet` as for every GET route.
-    cfg.service(resource("/.well-known/jwks.json", "GET").route(web::get().to(jwks)));
-}
 
 /// A JSON Web Key Set.
 #[derive(Debug, Serialize, ToSchema)]

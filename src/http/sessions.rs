@@ -6,26 +6,27 @@ use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use super::AppState;
 use super::extract::Authenticated;
-use super::{AppState, resource};
-use crate::error::{ApiError, ErrorBody};
-
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(resource("/sessions", "GET").route(web::get().to(list_sessions)))
-        .service(resource("/sessions/{id}", "DELETE").route(web::delete().to(delete_session)));
-}
+use crate::error::ApiError;
 
 /// One active session: one login on one device.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SessionView {
     pub id: Uuid,
-    #[schema(example = "Alice's iPhone")]
+    /// Always sent; `null` when the login named none.
+    #[schema(required = true, example = "Alice's iPhone")]
     pub device_name: Option<String>,
+    /// Always sent; `null` when the login had no `User-Agent`.
+    #[schema(required = true, example = "MyApp/2.1 (iPhone; iOS 18.1)")]
     pub user_agent: Option<String>,
+    #[serde(serialize_with = "super::timestamp")]
     pub created_at: DateTime<Utc>,
     /// The last login or refresh.
+    #[serde(serialize_with = "super::timestamp")]
     pub last_used_at: DateTime<Utc>,
     /// The absolute end of the session.
+    #[serde(serialize_with = "super::timestamp")]
     pub expires_at: DateTime<Utc>,
     /// True for the session of the token that made this call.
     pub current: bool,
@@ -44,8 +45,6 @@ pub struct SessionList {
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Active sessions only (not revoked, not expired)", body = SessionList),
-        (status = 401, description = "Missing, malformed, expired, revoked or wrongly-signed access token (RFC 6750 challenge in WWW-Authenticate)", body = ErrorBody, headers(("WWW-Authenticate" = String, description = "Bearer challenge, with error=\"invalid_token\" when a token was sent")), example = json!({"error": "invalid_token", "message": "the token has expired"})),
-        (status = 503, description = "The database is unreachable", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait before retrying")), example = json!({"error": "unavailable", "message": "The database is unreachable"})),
     )
 )]
 pub async fn list_sessions(
@@ -80,9 +79,6 @@ pub async fn list_sessions(
     params(("id" = Uuid, Path, description = "The session id")),
     responses(
         (status = 204, description = "The session is revoked"),
-        (status = 401, description = "Missing, malformed, expired, revoked or wrongly-signed access token (RFC 6750 challenge in WWW-Authenticate)", body = ErrorBody, headers(("WWW-Authenticate" = String, description = "Bearer challenge, with error=\"invalid_token\" when a token was sent")), example = json!({"error": "invalid_token", "message": "the token has expired"})),
-        (status = 404, description = "Not an active session of the caller", body = ErrorBody, example = json!({"error": "not_found", "message": "Not an active session of the caller"})),
-        (status = 503, description = "The database is unreachable", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait before retrying")), example = json!({"error": "unavailable", "message": "The database is unreachable"})),
     )
 )]
 pub async fn delete_session(

@@ -11,22 +11,15 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use super::AppState;
 use super::extract::{Authenticated, ClientInfo, JsonObject};
-use super::{AppState, resource};
-use crate::auth::access::looks_like_access_token;
+use crate::auth::access::{is_wrapped_token, looks_like_access_token};
 use crate::auth::credentials::{check_device_name, normalize_email};
-use crate::error::{ApiError, ErrorBody};
+use crate::error::ApiError;
 use crate::sessions::{Device, TokenPair};
-use crate::telemetry::RevocationReason;
+use crate::telemetry::{Outcome, RevocationReason};
 
 pub use crate::auth::credentials::MAX_DEVICE_NAME_CHARS;
-
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(resource("/login", "POST").route(web::post().to(login)))
-        .service(resource("/refresh", "POST").route(web::post().to(refresh)))
-        .service(resource("/logout", "POST").route(web::post().to(logout)))
-        .service(resource("/logout-all", "POST").route(web::post().to(logout_all)));
-}
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct LoginRequest {
@@ -48,16 +41,19 @@ pub struct SecretStringField(pub SecretString);
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct RefreshRequest {
-    #[schema(value_type = String, format = Password)]
+    /// The `refresh_token` of the latest `/login` or `/refresh` answer.
+    // Not `format: password`: Swagger UI would pre-fill "********" and the
+    // call would fail; a refresh token is pasted, not typed.
+    #[schema(value_type = String)]
     pub refresh_token: SecretStringField,
 }
 
 /// The answer of `/login` and `/refresh`.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct TokenResponse {
-    /// The HS256 access token, for `Authorization: Bearer`.
+    /// The access token (a JWS), for `Authorization: Bearer <access_token>`.
     pub access_token: String,
-    #[schema(example = "Bearer")]
+    #[schema(schema_with = super::token_type_schema)]
     pub token_type: &'static str,
     /// Seconds until the access token expires.
     #[schema(example = 900)]
@@ -102,12 +98,6 @@ fn token_response(pair: TokenPair) -> HttpResponse {
     request_body = LoginRequest,
     responses(
         (status = 200, description = "Signed in: a new session and its token pair", body = TokenResponse, headers(("Cache-Control" = String, description = "no-store"))),
-        (status = 400, description = "Malformed JSON, or a missing or mistyped field", body = ErrorBody, example = json!({"error": "invalid_request", "message": "Malformed JSON, or a missing or mistyped field"})),
-        (status = 401, description = "The email or password is wrong", body = ErrorBody, example = json!({"error": "invalid_credentials", "message": "The email or password is wrong"})),
-        (status = 413, description = "The body is over 16 KiB", body = ErrorBody, example = json!({"error": "payload_too_large", "message": "The body is over 16 KiB"})),
-        (status = 415, description = "The body is not application/json", body = ErrorBody, example = json!({"error": "unsupported_media_type", "message": "The body is not application/json"})),
-        (status = 429, description = "Too many requests; retry after Retry-After seconds", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait before retrying")), example = json!({"error": "too_many_requests", "message": "Too many requests; retry after Retry-After seconds"})),
-        (status = 503, description = "The password hasher queue is full or the database is unreachable", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait before retrying")), example = json!({"error": "unavailable", "message": "The password hasher queue is full or the database is unreachable"})),
     )
 )]
 pub async fn login(
@@ -182,6 +172,8 @@ async fn sign_in(
     let Some(user) = user.filter(|_| verified) else {
         return Err(ApiError::InvalidCredentials);
     };
+    // Only after the right password: a disabled or unverified account.
+    state.accounts.check_sign_in(&user).await?;
     Ok(state.sessions.start(&user, device).await?)
 }
 
@@ -198,21 +190,30 @@ async fn sign_in(
     request_body = RefreshRequest,
     responses(
         (status = 200, description = "The new token pair", body = TokenResponse, headers(("Cache-Control" = String, description = "no-store"))),
-        (status = 400, description = "Malformed JSON, or a missing or mistyped field", body = ErrorBody, example = json!({"error": "invalid_request", "message": "Malformed JSON, or a missing or mistyped field"})),
-        (status = 401, description = "invalid_grant, with a reason: expired, revoked, reuse_detected (the session was revoked), invalid: sign in again; superseded: a late duplicate, keep using the newest refresh token", body = ErrorBody, example = json!({"error": "invalid_grant", "message": "the refresh token has expired; sign in again", "reason": "expired"})),
-        (status = 413, description = "The body is over 16 KiB", body = ErrorBody, example = json!({"error": "payload_too_large", "message": "The body is over 16 KiB"})),
-        (status = 415, description = "The body is not application/json", body = ErrorBody, example = json!({"error": "unsupported_media_type", "message": "The body is not application/json"})),
-        (status = 503, description = "The database is unreachable", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait before retrying")), example = json!({"error": "unavailable", "message": "The database is unreachable"})),
     )
 )]
 pub async fn refresh(
     state: web::Data<AppState>,
     body: JsonObject<RefreshRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let pair = state
-        .sessions
-        .rotate(body.0.refresh_token.0.expose_secret())
-        .await?;
+    let token = body.0.refresh_token.0;
+    // Mistakes an app can fix, named (still `invalid_grant`, reason
+    // `invalid`): nothing is looked up, nothing revoked.
+    let mistake = if looks_like_access_token(token.expose_secret()) {
+        Some(
+            "refresh_token holds an access token; send the refresh_token of the /login or /refresh answer",
+        )
+    } else if is_wrapped_token(token.expose_secret()) {
+        Some("the refresh token is wrapped in quotes or whitespace; send it alone, as issued")
+    } else {
+        None
+    };
+    if let Some(mistake) = mistake {
+        // Counted like any invalid token the service looked up.
+        state.telemetry.refreshed(Outcome::invalid);
+        return Err(ApiError::RefreshTokenMistake(mistake));
+    }
+    let pair = state.sessions.rotate(token.expose_secret()).await?;
     Ok(token_response(pair))
 }
 
@@ -225,10 +226,6 @@ pub async fn refresh(
     request_body = RefreshRequest,
     responses(
         (status = 204, description = "The session is revoked (or the token was unknown)"),
-        (status = 400, description = "Malformed JSON, a missing or mistyped field, or an access token sent instead of the refresh token", body = ErrorBody, example = json!({"error": "invalid_request", "message": "refresh_token holds an access token; send the refresh token to sign out"})),
-        (status = 413, description = "The body is over 16 KiB", body = ErrorBody, example = json!({"error": "payload_too_large", "message": "The body is over 16 KiB"})),
-        (status = 415, description = "The body is not application/json", body = ErrorBody, example = json!({"error": "unsupported_media_type", "message": "The body is not application/json"})),
-        (status = 503, description = "The database is unreachable", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait before retrying")), example = json!({"error": "unavailable", "message": "The database is unreachable"})),
     )
 )]
 pub async fn logout(
@@ -258,8 +255,6 @@ pub async fn logout(
     security(("bearer" = [])),
     responses(
         (status = 204, description = "Every session of the user is revoked"),
-        (status = 401, description = "Missing, malformed, expired, revoked or wrongly-signed access token (RFC 6750 challenge in WWW-Authenticate)", body = ErrorBody, headers(("WWW-Authenticate" = String, description = "Bearer challenge, with error=\"invalid_token\" when a token was sent")), example = json!({"error": "invalid_token", "message": "the token has expired"})),
-        (status = 503, description = "The database is unreachable", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait before retrying")), example = json!({"error": "unavailable", "message": "The database is unreachable"})),
     )
 )]
 pub async fn logout_all(

@@ -24,7 +24,7 @@ use uuid::Uuid;
 use crate::auth::{AccessTokens, RevocationSet, refresh};
 use crate::clock::{SharedClock, later};
 use crate::config::SessionConfig;
-use crate::store::{NewSession, Session, Store, StoreError, User};
+use crate::store::{Grant, NewMail, NewSession, Session, Store, StoreError, User};
 use crate::telemetry::{Outcome, RevocationReason, Telemetry};
 use rotation::Decision;
 
@@ -38,6 +38,15 @@ pub struct TokenPair {
     /// Seconds until the refresh token expires if unused.
     pub refresh_expires_in: u64,
     pub session_id: Uuid,
+}
+
+/// Whose session it is, as the access token's claims say: read from the
+/// database at login and at every refresh.
+#[derive(Debug)]
+struct Holder {
+    user_id: Uuid,
+    role: crate::auth::Role,
+    email_verified: bool,
 }
 
 /// Where a session is opened from, as shown in the session list.
@@ -63,6 +72,15 @@ pub enum RefreshRefusal {
 }
 
 impl RefreshRefusal {
+    /// Every reason (the document's enum of `reason`).
+    pub const ALL: [RefreshRefusal; 5] = [
+        RefreshRefusal::Expired,
+        RefreshRefusal::Revoked,
+        RefreshRefusal::ReuseDetected,
+        RefreshRefusal::Superseded,
+        RefreshRefusal::Invalid,
+    ];
+
     /// The `reason` of the `invalid_grant` answer.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -167,7 +185,12 @@ impl Sessions {
             .revoke_sessions_beyond(user.id, new.id, self.config.max_per_user, now)
             .await?;
         self.revoked(&evicted, now, RevocationReason::session_cap, None, user.id);
-        self.pair(new.id, user.id, user.role.0, 0, new.idle_expires_at, now)
+        let holder = Holder {
+            user_id: user.id,
+            role: user.role.0,
+            email_verified: user.email_verified(),
+        };
+        self.pair(new.id, &holder, 0, new.idle_expires_at, now)
     }
 
     /// Spends a refresh token and answers the next pair (API.md, "Reuse").
@@ -229,7 +252,7 @@ impl Sessions {
                 }
                 Decision::Reuse => {
                     if self.store.revoke_session(session.id, now).await?.is_some() {
-                        self.remember(&[session.id], now);
+                        self.remember(&[session.id], session.user_id, now);
                         self.telemetry.reuse_detected(
                             session.user_id,
                             session.id,
@@ -293,7 +316,7 @@ impl Sessions {
         let now = self.now();
         let ended = self.store.revoke_all_sessions(user, now).await?;
         if let Some(also) = also.filter(|id| !ended.contains(id)) {
-            self.remember(&[also], now);
+            self.remember(&[also], user, now);
         }
         self.revoked(&ended, now, reason, actor, user);
         Ok(ended)
@@ -330,6 +353,72 @@ impl Sessions {
         Ok(())
     }
 
+    /// Sets a password through a mailed reset grant: spends the grant, stores
+    /// the hash, bumps the credential version and ends EVERY session of the
+    /// user, in one transaction. `false` if the grant was spent, ended or
+    /// expired meanwhile (nothing written).
+    pub async fn reset_password(
+        &self,
+        grant: &Grant,
+        new_hash: &str,
+    ) -> Result<bool, SessionError> {
+        let now = self.now();
+        let Some(ended) = self.store.reset_password(grant, new_hash, now).await? else {
+            return Ok(false);
+        };
+        self.telemetry
+            .account_event("password reset", grant.user_id);
+        self.revoked(
+            &ended,
+            now,
+            RevocationReason::password_reset,
+            Some(grant.user_id),
+            grant.user_id,
+        );
+        Ok(true)
+    }
+
+    /// Deletes the account whose password was just checked against `user`
+    /// (see [`Store::delete_account`]): every session ends, and `notice` is
+    /// queued. [`SessionError::CredentialChanged`] if the credential changed
+    /// since `user` was read (nothing written).
+    pub async fn delete_account(&self, user: &User, notice: &NewMail) -> Result<(), SessionError> {
+        let now = self.now();
+        let Some(ended) = self
+            .store
+            .delete_account(user.id, user.credential_version, notice, now)
+            .await?
+        else {
+            return Err(SessionError::CredentialChanged);
+        };
+        self.telemetry.account_event("account deleted", user.id);
+        self.revoked(
+            &ended,
+            now,
+            RevocationReason::account_deleted,
+            Some(user.id),
+            user.id,
+        );
+        Ok(())
+    }
+
+    /// Disables an account: no login from now on (a racing one opens no
+    /// session), every session ends. `actor` is the admin who asked (`None`
+    /// from the command line). `false` if there is no such account.
+    pub async fn disable_account(
+        &self,
+        user: Uuid,
+        actor: Option<Uuid>,
+    ) -> Result<bool, SessionError> {
+        let now = self.now();
+        let Some(ended) = self.store.disable_user(user, now).await? else {
+            return Ok(false);
+        };
+        self.telemetry.account_event("account disabled", user);
+        self.revoked(&ended, now, RevocationReason::account_disabled, actor, user);
+        Ok(true)
+    }
+
     /// Deletes at most `batch` sessions that ended longer than the retention
     /// period ago (the housekeeping task's tick).
     pub async fn delete_ended(&self, batch: i64) -> Result<u64, SessionError> {
@@ -363,20 +452,25 @@ impl Sessions {
         if sessions.is_empty() {
             return;
         }
-        self.remember(sessions, at);
+        self.remember(sessions, user, at);
         self.telemetry.revoked(reason, actor, Some(user), sessions);
     }
 
-    fn remember(&self, sessions: &[Uuid], at: DateTime<Utc>) {
-        let entries: Vec<_> = sessions.iter().map(|id| (*id, at)).collect();
+    /// Into the revocation set (and from there to the feed's subscribers).
+    fn remember(&self, sessions: &[Uuid], user: Uuid, at: DateTime<Utc>) {
+        let entries: Vec<_> = sessions.iter().map(|id| (*id, user, at)).collect();
         self.revocations.insert_many(&entries, self.now());
     }
 
     fn pair_for(&self, session: &Session, now: DateTime<Utc>) -> Result<TokenPair, SessionError> {
+        let holder = Holder {
+            user_id: session.user_id,
+            role: session.role.0,
+            email_verified: session.email_verified,
+        };
         self.pair(
             session.id,
-            session.user_id,
-            session.role.0,
+            &holder,
             session.generation,
             session.idle_expires_at,
             now,
@@ -387,13 +481,18 @@ impl Sessions {
     fn pair(
         &self,
         session_id: Uuid,
-        user_id: Uuid,
-        role: crate::auth::Role,
+        holder: &Holder,
         generation: i64,
         refresh_expires_at: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<TokenPair, SessionError> {
-        let access = self.tokens.issue(user_id, session_id, role, now)?;
+        let access = self.tokens.issue(
+            holder.user_id,
+            session_id,
+            holder.role,
+            holder.email_verified,
+            now,
+        )?;
         Ok(TokenPair {
             access_token: access.token,
             expires_in: access.expires_in,

@@ -12,7 +12,12 @@
 //! Writes that must agree are single conditional statements or transactions:
 //! never a read followed by an unconditional write. The store knows nothing of
 //! HTTP; it returns rows and [`StoreError`].
+//!
+//! Mails go through the outbox ([`outbox`]): a store method that causes a mail
+//! writes it in its own transaction with `enqueue_mail!`.
 
+mod grants;
+mod outbox;
 mod postgres;
 mod rate_limits;
 mod sessions;
@@ -21,6 +26,8 @@ mod users;
 
 use secrecy::{ExposeSecret, SecretString};
 
+pub use grants::{Grant, GrantIssue, MailCap, NewGrant};
+pub use outbox::{ClaimedMail, NewMail, QueuedMail};
 pub use rate_limits::{Charged, RateLimitTable};
 pub use sessions::{NewSession, Session};
 pub use users::{EmailNormalization, RoleColumn, User};
@@ -99,12 +106,12 @@ pub struct RevocationFeed {
 }
 
 impl RevocationFeed {
-    /// The next revocation (session id, when). `Ok(None)` when the connection
+    /// The next revocation (session id, user id, when). `Ok(None)` when the connection
     /// was lost: notifications may have been missed, so the caller should
     /// subscribe again and reload recent revocations.
     pub async fn next(
         &mut self,
-    ) -> Result<Option<(uuid::Uuid, chrono::DateTime<chrono::Utc>)>, StoreError> {
+    ) -> Result<Option<(uuid::Uuid, uuid::Uuid, chrono::DateTime<chrono::Utc>)>, StoreError> {
         loop {
             match self.listener.try_recv().await? {
                 None => return Ok(None),
@@ -134,6 +141,8 @@ enum Backend {
 #[derive(Debug, Clone)]
 pub struct Store {
     backend: Backend,
+    /// Shared by every clone: wakes this instance's mail sender.
+    outbox: std::sync::Arc<outbox::OutboxSignal>,
 }
 
 /// Expands `$body` once per backend, with `$pool` bound to that backend's pool.
@@ -157,7 +166,10 @@ impl Store {
         } else {
             Backend::Postgres(postgres::connect(url, pool).await?)
         };
-        let store = Self { backend };
+        let store = Self {
+            backend,
+            outbox: outbox::new_signal(),
+        };
         store.migrate().await?;
         Ok(store)
     }

@@ -29,6 +29,9 @@ pub struct Session {
     pub revoked_at: Option<DateTime<Utc>>,
     #[sqlx(try_from = "String")]
     pub role: RoleColumn,
+    /// Whether the owner's current email is verified (read with the role, so
+    /// a refresh issues the claim from the database, like the role).
+    pub email_verified: bool,
 }
 
 impl Session {
@@ -61,7 +64,7 @@ pub struct NewSession {
 /// The columns of [`Session`], for a query over `sessions s JOIN users u`.
 pub(super) const SESSION_COLUMNS: &str = "s.id, s.user_id, s.generation, s.device_name, \
      s.user_agent, s.created_at, s.rotated_at, s.last_used_at, s.idle_expires_at, s.expires_at, \
-     s.revoked_at, u.role";
+     s.revoked_at, u.role, (u.email_verified_at IS NOT NULL) AS email_verified";
 
 impl Store {
     /// Starts a session at generation 0, if the user still exists, is not
@@ -206,15 +209,15 @@ impl Store {
             .bind(user_id).bind(now).fetch_all(pool).await)?)
     }
 
-    /// Sessions revoked at or after `since`, with when: what a starting instance
+    /// Sessions revoked at or after `since`, with their user and when: what a starting instance
     /// loads into its revocation set so a restart resurrects no access token.
     pub async fn revoked_since(
         &self,
         since: DateTime<Utc>,
-    ) -> Result<Vec<(Uuid, DateTime<Utc>)>, StoreError> {
-        let sql = "SELECT id, revoked_at FROM sessions WHERE revoked_at >= $1";
+    ) -> Result<Vec<(Uuid, Uuid, DateTime<Utc>)>, StoreError> {
+        let sql = "SELECT id, user_id, revoked_at FROM sessions WHERE revoked_at >= $1";
         Ok(
-            on_pool!(self, pool => sqlx::query_as::<_, (Uuid, DateTime<Utc>)>(sql)
+            on_pool!(self, pool => sqlx::query_as::<_, (Uuid, Uuid, DateTime<Utc>)>(sql)
             .bind(since).fetch_all(pool).await)?,
         )
     }

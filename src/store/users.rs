@@ -21,6 +21,15 @@ pub struct User {
     /// read with the hash it checked.
     pub credential_version: i64,
     pub disabled_at: Option<DateTime<Utc>>,
+    /// When the current email was verified; `None` while it is not.
+    pub email_verified_at: Option<DateTime<Utc>>,
+}
+
+impl User {
+    /// Whether the current email was verified (the `email_verified` claim).
+    pub fn email_verified(&self) -> bool {
+        self.email_verified_at.is_some()
+    }
 }
 
 /// The `role` column, parsed. A value the code does not know is an error, not a guess.
@@ -34,8 +43,7 @@ impl TryFrom<String> for RoleColumn {
     }
 }
 
-const USER_COLUMNS: &str =
-    "id, email, password_hash, role, created_at, credential_version, disabled_at";
+pub(super) const USER_COLUMNS: &str = "id, email, password_hash, role, created_at, credential_version, disabled_at, email_verified_at";
 
 impl Store {
     /// Inserts a user; [`StoreError::EmailTaken`] if the email exists.
@@ -57,14 +65,15 @@ impl Store {
     }
 
     pub async fn find_user_by_email(&self, email: &str) -> Result<Option<User>, StoreError> {
-        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE email = $1");
+        let sql =
+            format!("SELECT {USER_COLUMNS} FROM users WHERE email = $1 AND deleted_at IS NULL");
         Ok(
             on_pool!(self, pool => sqlx::query_as::<_, User>(&sql).bind(email).fetch_optional(pool).await)?,
         )
     }
 
     pub async fn find_user(&self, id: Uuid) -> Result<Option<User>, StoreError> {
-        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1");
+        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1 AND deleted_at IS NULL");
         Ok(
             on_pool!(self, pool => sqlx::query_as::<_, User>(&sql).bind(id).fetch_optional(pool).await)?,
         )
@@ -152,9 +161,10 @@ impl Store {
     ) -> Result<EmailNormalization, StoreError> {
         let mut report = EmailNormalization::default();
         // Oldest first: of two accounts that now normalise alike, the older
-        // keeps the address, whatever the table's physical order.
+        // keeps the address, whatever the table's physical order. Deleted
+        // accounts hold no address (their tombstone is not an email).
         let users: Vec<(Uuid, String)> = on_pool!(self, pool =>
-            sqlx::query_as("SELECT id, email FROM users ORDER BY created_at, id").fetch_all(pool).await)?;
+            sqlx::query_as("SELECT id, email FROM users WHERE deleted_at IS NULL ORDER BY created_at, id").fetch_all(pool).await)?;
         for (id, email) in users {
             let Some(normal) = normalize(&email) else {
                 report.invalid.push(id);

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 
-use crate::helpers::{PASSWORD, decode_claims, spawn_app_with};
+use crate::helpers::{PASSWORD, assert_error, decode_claims, spawn_app_with};
 
 const BIN: &str = env!("CARGO_BIN_EXE_auth-api");
 
@@ -211,9 +211,17 @@ async fn admin_grant_gives_the_role_at_the_next_token_and_revoke_takes_it_back()
     let after = app.refresh_ok(&before).await;
     assert_eq!(decode_claims(&after.access_token)["role"], "admin");
 
-    let output = run(&["admin", "revoke", &email]);
+    let output = run(&["admin", "demote", &email]);
     assert!(output.status.success());
     let demoted = app.refresh_ok(&after).await;
+    assert_eq!(decode_claims(&demoted.access_token)["role"], "user");
+
+    // The old name still works, and says it is old.
+    run(&["admin", "grant", &email]);
+    let output = run(&["admin", "revoke", &email]);
+    assert!(output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("admin demote"));
+    let demoted = app.refresh_ok(&demoted).await;
     assert_eq!(decode_claims(&demoted.access_token)["role"], "user");
 
     let output = run(&["admin", "grant", "nobody@example.com"]);
@@ -282,4 +290,59 @@ fn settings_are_read_from_a_dot_env_file_too() {
     let output = command(dir.path()).output().unwrap();
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("ACCESS_TOKEN_TTL"));
+}
+
+#[tokio::test]
+async fn admin_find_disable_enable_and_revoke_sessions_work_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/auth.db", dir.path().display());
+    let app = spawn_app_with(&[("DATABASE_URL", url.as_str())]).await;
+    let email = app.new_user().await;
+    let login = app.login_ok(&email, PASSWORD).await;
+    let run = |args: &[&str]| {
+        let output = command(dir.path())
+            .env("DATABASE_URL", &url)
+            .env("JWT_SECRET", crate::helpers::JWT_SECRET)
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+
+    let (ok, out, err) = run(&["admin", "find", &email.to_uppercase()]);
+    assert!(ok, "{err}");
+    assert!(out.contains(&login.user_id.to_string()), "{out}");
+    assert!(out.contains("active_sessions: 1"), "{out}");
+    assert!(out.contains("disabled:        false"), "{out}");
+
+    let (ok, out, err) = run(&["admin", "revoke-sessions", &email]);
+    assert!(ok, "{err}");
+    assert!(out.contains("1 session(s) revoked"), "{out}");
+    assert!(out.contains("SQLite"), "the note on SQLite: {out}");
+    let response = app.refresh(&login.refresh_token).await;
+    let body = assert_error(response, StatusCode::UNAUTHORIZED, "invalid_grant").await;
+    assert_eq!(body["reason"], "revoked");
+
+    let second = app.login_ok(&email, PASSWORD).await;
+    let (ok, out, err) = run(&["admin", "disable", &email]);
+    assert!(ok, "{err}");
+    assert!(out.contains("disabled"), "{out}");
+    let response = app.login(&email, PASSWORD).await;
+    assert_error(response, StatusCode::FORBIDDEN, "account_disabled").await;
+    let response = app.refresh(&second.refresh_token).await;
+    assert_error(response, StatusCode::UNAUTHORIZED, "invalid_grant").await;
+
+    let (ok, _, err) = run(&["admin", "enable", &email]);
+    assert!(ok, "{err}");
+    app.login_ok(&email, PASSWORD).await;
+
+    for action in ["find", "disable", "enable", "revoke-sessions"] {
+        let (ok, _, err) = run(&["admin", action, "nobody@example.com"]);
+        assert!(!ok);
+        assert!(err.contains("no account"), "{err}");
+    }
 }

@@ -77,16 +77,36 @@ fn the_document_is_openapi_3_1_and_covers_the_contract() {
     assert_eq!(scheme["type"], "http");
     assert_eq!(scheme["scheme"], "bearer");
     assert_eq!(scheme["bearerFormat"], "JWT");
-    // Error answers use the shared schema.
+    // Error answers are shared responses, each with an enum of its codes.
     let login_errors = &doc["paths"]["/login"]["post"]["responses"];
-    for status in ["400", "401", "413", "415", "429", "503"] {
+    for (status, response) in [
+        ("400", "InvalidRequest"),
+        ("401", "InvalidCredentials"),
+        ("413", "PayloadTooLarge"),
+        ("415", "UnsupportedMediaType"),
+        ("429", "TooManyRequests"),
+        ("500", "InternalError"),
+        ("503", "Unavailable"),
+        ("default", "Error"),
+    ] {
         assert_eq!(
-            login_errors[status]["content"]["application/json"]["schema"]["$ref"],
-            "#/components/schemas/ErrorBody",
+            login_errors[status]["$ref"],
+            format!("#/components/responses/{response}"),
             "{status}"
         );
     }
-    assert!(login_errors["429"]["headers"]["Retry-After"].is_object());
+    let responses = &doc["components"]["responses"];
+    assert_eq!(
+        doc["components"]["schemas"]["InvalidCredentialsError"]["properties"]["error"]["enum"],
+        serde_json::json!(["invalid_credentials"])
+    );
+    assert!(responses["MissingTokenOrInvalidToken"]["headers"]["WWW-Authenticate"].is_object());
+    assert!(
+        doc["paths"]["/metrics"].is_null(),
+        "operators' route, not apps'"
+    );
+    assert_eq!(doc["servers"][0]["url"], "/");
+    assert!(responses["TooManyRequests"]["headers"]["Retry-After"].is_object());
 }
 
 #[tokio::test]

@@ -33,6 +33,9 @@ pub struct TestApp {
     pub clock: Arc<ShiftedClock>,
     /// Keeps the SQLite folder alive for the test's duration.
     _dir: Option<tempfile::TempDir>,
+    /// Where this app's mails go unless the test set `MAIL_URL` (each mail an
+    /// `.eml` file), so tests never write into the checkout's `data/mail`.
+    pub mail_dir: tempfile::TempDir,
 }
 
 /// A logged-in user: the answer of `/login`.
@@ -64,6 +67,7 @@ pub fn unique_email() -> String {
 /// Spawns the app with extra environment variables (over the test defaults).
 pub async fn spawn_app_with(vars: &[(&str, &str)]) -> TestApp {
     let (database_url, dir) = fresh_database().await;
+    let mail_dir = tempfile::tempdir().expect("a temp folder");
     let mut env: HashMap<String, String> = HashMap::from([
         ("DATABASE_URL".into(), database_url),
         ("BIND_ADDR".into(), "127.0.0.1:0".into()),
@@ -73,6 +77,10 @@ pub async fn spawn_app_with(vars: &[(&str, &str)]) -> TestApp {
         // Every test client is 127.0.0.1, and the flood tests open hundreds
         // of connections at once; the cap has its own tests (slow_clients).
         ("HTTP_MAX_CONNECTIONS_PER_IP".into(), "100000".into()),
+        (
+            "MAIL_URL".into(),
+            format!("file://{}", mail_dir.path().display()),
+        ),
     ]);
     for (k, v) in vars {
         env.insert((*k).into(), (*v).into());
@@ -97,6 +105,7 @@ pub async fn spawn_app_with(vars: &[(&str, &str)]) -> TestApp {
         config,
         clock,
         _dir: dir,
+        mail_dir,
     }
 }
 
@@ -132,11 +141,31 @@ pub async fn assert_error(response: Response, status: StatusCode, code: &str) ->
     body
 }
 
+/// Every test also checks the contract of the generated clients: no answer
+/// of its app carried an error code its route does not document.
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            assert_eq!(
+                self.state.telemetry.undocumented_errors.get(),
+                0,
+                "the app answered an error code its route does not document \
+                 (see the server log; add it to the route in src/http/routes.rs)"
+            );
+        }
+    }
+}
+
 impl TestApp {
     /// Moves the app's clock forward: time passes at once for sessions,
     /// refresh tokens and access-token expiry.
     pub fn advance(&self, seconds: u64) {
         self.clock.advance(Duration::from_secs(seconds));
+    }
+
+    /// The app's "now" (moved by [`TestApp::advance`]).
+    pub fn clock_now(&self) -> chrono::DateTime<chrono::Utc> {
+        auth_api::clock::Clock::now(self.clock.as_ref())
     }
 
     /// The database this app uses (to start a second server on it).
@@ -307,6 +336,100 @@ impl TestApp {
             .await
             .expect("store answers");
         assert!(found);
+    }
+}
+
+/// A grant mail's link token and code, read from its body.
+#[derive(Debug, Clone)]
+pub struct Mailed {
+    pub token: String,
+    pub code: String,
+    pub subject: String,
+    pub body: String,
+}
+
+impl TestApp {
+    /// The mails queued for `to`, oldest first (read from the outbox).
+    pub async fn mails_to(&self, to: &str) -> Vec<auth_api::store::QueuedMail> {
+        self.state
+            .store
+            .outbox_for(to)
+            .await
+            .expect("store answers")
+    }
+
+    /// The newest mail queued for `to`, with its token and code.
+    pub async fn last_mail(&self, to: &str) -> Mailed {
+        let mails = self.mails_to(to).await;
+        let mail = mails.last().expect("a mail was queued");
+        parse_mail(&mail.subject, &mail.body)
+    }
+
+    /// A request with a Bearer token and a JSON body.
+    pub async fn send_json(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: &Value,
+    ) -> Response {
+        let mut request = self.client.request(method, self.url(path)).json(body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send().await.expect("request sent")
+    }
+
+    /// `POST` with a Bearer token and no body.
+    pub async fn post_with_token(&self, path: &str, token: &str) -> Response {
+        self.client
+            .post(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    /// `POST /password/forgot`, asserting the one answer it gives.
+    pub async fn forgot_ok(&self, email: &str) {
+        let response = self
+            .post_json("/password/forgot", &json!({"email": email}))
+            .await;
+        assert_eq!(response.status(), StatusCode::ACCEPTED);
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body, json!({"status": "accepted"}));
+    }
+
+    /// The account as `GET /account` shows it.
+    pub async fn account(&self, access_token: &str) -> Value {
+        let response = self.get_with_token("/account", access_token).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        response.json().await.unwrap()
+    }
+}
+
+/// Reads the token (from the link) and the code out of a grant mail.
+pub fn parse_mail(subject: &str, body: &str) -> Mailed {
+    let token = body
+        .split("&token=")
+        .nth(1)
+        .map(|rest| {
+            rest.split_whitespace()
+                .next()
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .unwrap_or_default();
+    let code = body
+        .split("type this code in the app: ")
+        .nth(1)
+        .map(|rest| rest.chars().take(6).collect())
+        .unwrap_or_default();
+    Mailed {
+        token,
+        code,
+        subject: subject.to_owned(),
+        body: body.to_owned(),
     }
 }
 

@@ -3,10 +3,13 @@
 
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
+mod account;
 mod admin;
 mod bearer;
 mod cli;
+mod contract;
 mod docs;
+mod email_change;
 mod errors;
 mod flaky;
 mod flood;
@@ -21,11 +24,16 @@ mod leaks;
 mod limits;
 mod login;
 mod logout;
+mod logs;
+mod mail;
+mod messages;
 mod metrics;
 mod outage;
 mod password;
 pub mod refresh;
 mod register;
+mod reset;
+mod revocation_feed;
 mod rotation;
 mod sessions;
 mod shared_limits;
@@ -34,3 +42,5 @@ mod slow_clients;
 mod soak;
 mod store;
 mod support;
+mod verification;
+mod verify;

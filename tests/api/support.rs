@@ -63,6 +63,8 @@ pub struct ServerProcess {
     pub address: String,
     child: Child,
     _log: tempfile::NamedTempFile,
+    /// The default mail folder (each test server its own, never `data/mail`).
+    _mail: tempfile::TempDir,
 }
 
 impl ServerProcess {
@@ -88,6 +90,7 @@ impl ServerProcess {
             .unwrap()
             .port();
         let log = tempfile::NamedTempFile::new().unwrap();
+        let mail = tempfile::tempdir().unwrap();
         cmd.env_clear()
             .env("BIND_ADDR", format!("127.0.0.1:{port}"))
             .env("HTTP_WORKERS", "1")
@@ -95,6 +98,9 @@ impl ServerProcess {
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(log.reopen().unwrap());
+        if !vars.iter().any(|(k, _)| k.starts_with("MAIL_URL")) {
+            cmd.env("MAIL_URL", format!("file://{}", mail.path().display()));
+        }
         for (k, v) in vars {
             cmd.env(k, v);
         }
@@ -103,6 +109,7 @@ impl ServerProcess {
             address: format!("http://127.0.0.1:{port}"),
             child,
             _log: log,
+            _mail: mail,
         };
         let client = reqwest::Client::new();
         for _ in 0..200 {
