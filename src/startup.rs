@@ -35,13 +35,17 @@ use crate::http::deadline::{BodyDeadline, HeadDeadline};
 use crate::http::head::HeadAsGet;
 use crate::http::request_id::RequestIds;
 use crate::http::{self, AppState};
+use crate::limits::RateLimits;
 use crate::sessions::Sessions;
 use crate::store::{PoolSettings, Store};
 
-/// How often expired revocations are pruned from memory.
+/// How often expired revocations and idle rate-limit keys are pruned (and
+/// the shared limiter's expired rows deleted).
 const PRUNE_EVERY: Duration = Duration::from_secs(30);
 /// How many ended sessions one housekeeping tick deletes at most.
 const CLEANUP_BATCH: i64 = 1000;
+/// At most this many batches of expired rate-limit rows per housekeeping tick.
+const LIMITS_CLEANUP_BATCHES: usize = 20;
 /// Sent and given-up mails are deleted this long after: long enough to answer
 /// "did my mail go out?", short enough that old bodies (codes and tokens,
 /// long expired by then) do not pile up.
@@ -391,6 +395,11 @@ async fn build_state(config: &Config, clock: SharedClock) -> anyhow::Result<AppS
         config.accounts.clone(),
         clock.clone(),
     );
+    // On PostgreSQL the limits are shared by every instance (DESIGN.md, Scale).
+    let limits = match store.rate_limit_table() {
+        Some(table) => RateLimits::shared(config.auth_rate_limit, table, clock.clone()),
+        None => RateLimits::new(config.auth_rate_limit),
+    };
     Ok(AppState {
         store,
         sessions,
@@ -401,7 +410,7 @@ async fn build_state(config: &Config, clock: SharedClock) -> anyhow::Result<AppS
         service_keys: ServiceKeys::new(&config.backend_api_keys),
         feed_keepalive: config.revocations_keepalive,
         closing: tokio::sync::watch::Sender::new(false),
-        limits: crate::limits::RateLimits::new(config.auth_rate_limit),
+        limits,
         telemetry,
         clock,
         trust_forwarded_for: config.trust_forwarded_for,
@@ -561,6 +570,7 @@ fn spawn_housekeeping(state: Arc<AppState>, keep_revocations_for: Duration) -> V
             tick.tick().await;
             prune_state.revocations.prune(prune_state.clock.now());
             prune_state.limits.forget_idle();
+            delete_expired_limits(&prune_state.limits).await;
         }
     });
     let cleanup = tokio::spawn(async move {
@@ -591,6 +601,21 @@ fn spawn_housekeeping(state: Arc<AppState>, keep_revocations_for: Duration) -> V
         }
     });
     vec![feed, reload, prune, cleanup]
+}
+
+/// Deletes the shared limiter's rows whose budget is full again, a bounded
+/// batch per statement (short locks), a bounded number of batches per tick.
+async fn delete_expired_limits(limits: &RateLimits) {
+    for _ in 0..LIMITS_CLEANUP_BATCHES {
+        match limits.delete_expired_shared(CLEANUP_BATCH).await {
+            Ok(n) if n < CLEANUP_BATCH.unsigned_abs() => return,
+            Ok(_) => {}
+            Err(e) => {
+                log::debug!("housekeeping: cannot clean the shared rate limits: {e}");
+                return;
+            }
+        }
+    }
 }
 
 /// The mail sender (see `mail::sender`). A transport that cannot be set up

@@ -126,6 +126,11 @@ pub struct Telemetry {
     pub db_connections_idle: Gauge,
     pub revocations_remembered: Gauge,
     pub rate_limiter_keys: Gauge,
+    /// 1 while the rate limits live in the table every instance shares.
+    pub rate_limiter_shared: Gauge,
+    /// 1 while the shared table cannot be reached and this instance limits
+    /// alone, at the stricter fallback budget.
+    pub rate_limiter_fallback: Gauge,
     /// Mails sent, retried, given up (counted by the mail sender).
     pub mail: crate::mail::sender::MailMetrics,
 }
@@ -156,7 +161,7 @@ impl Telemetry {
         let reuse_replay_age = Histogram::new(REUSE_AGE_BUCKETS);
         let connections_refused = Counter::default();
         let undocumented_errors = Counter::default();
-        let gauges: [Gauge; 6] = Default::default();
+        let gauges: [Gauge; 8] = Default::default();
         registry.register(
             "http_requests",
             "HTTP requests by method, route and status",
@@ -211,7 +216,16 @@ impl Telemetry {
             "Revocation feed streams ended because the subscriber fell too far behind",
             feed_dropped.clone(),
         );
-        let [in_flight, queued, conns, idle, remembered, limiter] = gauges;
+        let [
+            in_flight,
+            queued,
+            conns,
+            idle,
+            remembered,
+            limiter,
+            shared,
+            fallback,
+        ] = gauges;
         registry.register(
             "password_hashes_in_flight",
             "argon2 hashes running now",
@@ -239,8 +253,18 @@ impl Telemetry {
         );
         registry.register(
             "rate_limiter_keys",
-            "Client IPs and emails the rate limiter tracks",
+            "Client IPs and emails the rate limiter tracks in this instance's memory",
             limiter.clone(),
+        );
+        registry.register(
+            "rate_limiter_shared",
+            "1 while rate limits are counted in the table every instance shares (PostgreSQL)",
+            shared.clone(),
+        );
+        registry.register(
+            "rate_limiter_fallback",
+            "1 while the shared rate-limit table cannot be reached: this instance limits alone, at half the budget",
+            fallback.clone(),
         );
         let mail = crate::mail::sender::MailMetrics::default();
         registry.register(
@@ -283,6 +307,8 @@ impl Telemetry {
             db_connections_idle: idle,
             revocations_remembered: remembered,
             rate_limiter_keys: limiter,
+            rate_limiter_shared: shared,
+            rate_limiter_fallback: fallback,
             mail,
         }
     }

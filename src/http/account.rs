@@ -75,7 +75,7 @@ pub async fn register(
     client: ClientInfo,
     body: JsonObject<RegisterRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    state.limits.check_ip(client.ip)?;
+    state.limits.check_ip(client.ip).await?;
     let body = body.0;
     let user = state
         .accounts
@@ -130,7 +130,7 @@ pub async fn delete_account(
 ) -> Result<HttpResponse, ApiError> {
     // A password check, like /password: limited per IP so a stolen access
     // token cannot be used to guess the password at hasher speed.
-    state.limits.check_ip(client.ip)?;
+    state.limits.check_ip(client.ip).await?;
     state
         .accounts
         .delete_account(caller.0.sub, body.0.password.0)
@@ -198,7 +198,7 @@ pub async fn change_password(
     client: ClientInfo,
     body: JsonObject<ChangePasswordRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    state.limits.check_ip(client.ip)?;
+    state.limits.check_ip(client.ip).await?;
     let body = body.0;
     let claims = caller.0;
     let user = state.store.find_user(claims.sub).await?;

@@ -54,9 +54,10 @@ pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
 
 /// Prometheus metrics: requests and latency by route and status, logins,
 /// refreshes, reuse detections, revocations, hashes in flight and queued,
-/// database pool usage. No user data. Expose it to your monitoring only: it
+/// database pool usage, the rate limiter's state (shared or fallback). No user data. Expose it to your monitoring only: it
 /// is not in the app-facing document.
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    use crate::limits::LimiterMode;
     use crate::telemetry::Telemetry;
     let t = &state.telemetry;
     Telemetry::set(&t.hashes_in_flight, state.hasher.in_flight());
@@ -66,6 +67,15 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     Telemetry::set(&t.db_connections_idle, idle);
     Telemetry::set(&t.revocations_remembered, state.revocations.len());
     Telemetry::set(&t.rate_limiter_keys, state.limits.len());
+    let mode = state.limits.mode();
+    Telemetry::set(
+        &t.rate_limiter_shared,
+        usize::from(mode == LimiterMode::Shared),
+    );
+    Telemetry::set(
+        &t.rate_limiter_fallback,
+        usize::from(mode == LimiterMode::Fallback),
+    );
     HttpResponse::Ok()
         .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
         .body(t.render())

@@ -49,7 +49,7 @@ pub async fn forgot_password(
     client: ClientInfo,
     body: JsonObject<ForgotPasswordRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    state.limits.check_ip(client.ip)?;
+    state.limits.check_ip(client.ip).await?;
     state.accounts.forgot_password(&body.0.email).await?;
     Ok(HttpResponse::Accepted().json(AcceptedResponse { status: "accepted" }))
 }
@@ -85,7 +85,7 @@ pub async fn reset_password(
     client: ClientInfo,
     body: JsonObject<ResetPasswordRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    state.limits.check_ip(client.ip)?;
+    state.limits.check_ip(client.ip).await?;
     let body = body.0;
     let presented = by_email(&state, &body.token, &body.email, &body.code).await?;
     match presented {
@@ -142,7 +142,7 @@ pub async fn resend_verification(
     caller: Authenticated,
     client: ClientInfo,
 ) -> Result<HttpResponse, ApiError> {
-    state.limits.check_ip(client.ip)?;
+    state.limits.check_ip(client.ip).await?;
     state.accounts.resend_verification(caller.0.sub).await?;
     Ok(HttpResponse::Accepted().finish())
 }
@@ -176,7 +176,7 @@ pub async fn verify_email(
     client: ClientInfo,
     body: JsonObject<VerifyEmailRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    state.limits.check_ip(client.ip)?;
+    state.limits.check_ip(client.ip).await?;
     let body = body.0;
     let Some(presented) = by_email(&state, &body.token, &body.email, &body.code).await? else {
         return Err(ApiError::InvalidCode);
@@ -213,7 +213,7 @@ pub async fn change_email(
     client: ClientInfo,
     body: JsonObject<ChangeEmailRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    state.limits.check_ip(client.ip)?;
+    state.limits.check_ip(client.ip).await?;
     let body = body.0;
     state
         .accounts
@@ -251,7 +251,7 @@ pub async fn confirm_email_change(
     client: ClientInfo,
     body: JsonObject<ConfirmEmailChangeRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    state.limits.check_ip(client.ip)?;
+    state.limits.check_ip(client.ip).await?;
     let body = body.0;
     let user = caller.0.sub;
     let presented = match (&body.token, &body.code) {

@@ -105,7 +105,7 @@ pub async fn login(
     client: ClientInfo,
     body: JsonObject<LoginRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    if let Err(retry) = state.limits.check_ip(client.ip) {
+    if let Err(retry) = state.limits.check_ip(client.ip).await {
         state.telemetry.login_rate_limited(client.ip, false);
         return Err(retry.into());
     }
@@ -121,7 +121,7 @@ pub async fn login(
     // limiter without bound.
     let limit_key = email.as_deref().unwrap_or(MALFORMED_EMAIL_KEY);
     // Charged before the password check so that guesses in flight count.
-    let attempt = match state.limits.charge_email(limit_key) {
+    let attempt = match state.limits.charge_email(limit_key).await {
         Ok(attempt) => attempt,
         Err(retry) => {
             state.telemetry.login_rate_limited(client.ip, true);
@@ -143,7 +143,7 @@ pub async fn login(
         // attempt the service could not judge (a full hasher queue, a
         // database outage): the user did nothing wrong.
         result => {
-            attempt.refund();
+            attempt.refund().await;
             result.map(token_response)
         }
     }

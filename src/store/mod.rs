@@ -19,6 +19,7 @@
 mod grants;
 mod outbox;
 mod postgres;
+mod rate_limits;
 mod sessions;
 mod sqlite;
 mod users;
@@ -27,6 +28,7 @@ use secrecy::{ExposeSecret, SecretString};
 
 pub use grants::{Grant, GrantIssue, MailCap, NewGrant};
 pub use outbox::{ClaimedMail, NewMail, QueuedMail};
+pub use rate_limits::{Charged, RateLimitTable};
 pub use sessions::{NewSession, Session};
 pub use users::{EmailNormalization, RoleColumn, User};
 

@@ -37,6 +37,7 @@ mod reset;
 mod revocation_feed;
 mod rotation;
 mod sessions;
+mod shared_limits;
 mod shutdown;
 mod slow_clients;
 mod soak;

@@ -20,7 +20,7 @@ pub async fn scrape(app: &TestApp) -> String {
     response.text().await.unwrap()
 }
 
-fn value(text: &str, series: &str) -> f64 {
+pub fn value(text: &str, series: &str) -> f64 {
     text.lines()
         .find_map(|line| {
             line.strip_prefix(series)
