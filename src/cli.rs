@@ -155,12 +155,6 @@ pub async fn hash_cost(rounds: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// What the command line says after revoking sessions on SQLite.
-const SQLITE_REVOCATION_NOTE: &str = "note: on SQLite a running server cannot hear of revocations \
-made from the command line (PostgreSQL NOTIFY carries them to every instance): its refresh tokens \
-are refused at once, but access tokens it already issued stay valid until they expire \
-(ACCESS_TOKEN_TTL, 15 minutes by default) or the server restarts";
-
 /// `admin grant|demote|find|disable|enable|revoke-sessions EMAIL`.
 pub async fn admin(config: &Config, action: &AdminAction) -> anyhow::Result<()> {
     let (email, role) = match action {
@@ -199,7 +193,6 @@ async fn account_action(config: &Config, action: &AdminAction, email: &str) -> a
         AccountError::NotFound => anyhow::anyhow!("no account with the email {email}"),
         other => anyhow::Error::new(other),
     };
-    let sqlite = store.kind() == "sqlite";
     let result = async {
         match action {
             AdminAction::Find { .. } => {
@@ -217,9 +210,6 @@ async fn account_action(config: &Config, action: &AdminAction, email: &str) -> a
                 let user = accounts.disable(email, None).await.map_err(not_found)?;
                 log::warn!("audit: account {} disabled from the command line", user.id);
                 println!("{} is disabled; every session is revoked", user.email);
-                if sqlite {
-                    println!("{SQLITE_REVOCATION_NOTE}");
-                }
             }
             AdminAction::Enable { .. } => {
                 let user = accounts.enable(email).await.map_err(not_found)?;
@@ -232,9 +222,6 @@ async fn account_action(config: &Config, action: &AdminAction, email: &str) -> a
                     .await
                     .map_err(not_found)?;
                 println!("{n} session(s) revoked");
-                if sqlite {
-                    println!("{SQLITE_REVOCATION_NOTE}");
-                }
             }
             AdminAction::Grant { .. } | AdminAction::Demote { .. } | AdminAction::Revoke { .. } => {
             }

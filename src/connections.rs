@@ -113,9 +113,11 @@ impl Drop for ConnectionSlot {
     }
 }
 
-/// What is counted: an IPv4 address (also when written as IPv4-mapped IPv6),
-/// or the /64 of an IPv6 address.
-fn address_key(ip: IpAddr) -> IpAddr {
+/// What is counted as one client, here and by the per-IP rate limits
+/// ([`crate::limits`]): an IPv4 address (also when written as IPv4-mapped
+/// IPv6), or the /64 of an IPv6 address (one subscriber line gets a whole /64,
+/// so counting single IPv6 addresses would give it 2^64 budgets).
+pub(crate) fn address_key(ip: IpAddr) -> IpAddr {
     match ip.to_canonical() {
         IpAddr::V4(v4) => IpAddr::V4(v4),
         IpAddr::V6(v6) => {

@@ -391,10 +391,13 @@ impl RateLimits {
         }
     }
 
-    /// Charges one request to this client IP. Requests with no known address
+    /// Charges one request to this client IP (its /64 for IPv6, see
+    /// [`crate::connections::address_key`]). Requests with no known address
     /// (never the case over TCP) are not limited.
     pub async fn check_ip(&self, ip: Option<IpAddr>) -> Result<(), RetryAfter> {
-        let Some(ip) = ip else { return Ok(()) };
+        let Some(ip) = ip.map(crate::connections::address_key) else {
+            return Ok(());
+        };
         if let Some(shared) = &self.shared
             && let Some(verdict) = shared.charge(&shared_key("ip", &ip.to_string())).await
         {
@@ -529,6 +532,27 @@ mod tests {
             limits.check_ip(Some(IpAddr::from([10, 0, 0, 2]))).await,
             Ok(())
         );
+    }
+
+    #[tokio::test]
+    async fn an_ipv6_slash_64_is_one_client() {
+        let limits = RateLimits::new(2);
+        let ip = |s: &str| Some(s.parse::<IpAddr>().unwrap());
+        assert_eq!(limits.check_ip(ip("2001:db8:1:2::1")).await, Ok(()));
+        assert_eq!(limits.check_ip(ip("2001:db8:1:2::2")).await, Ok(()));
+        assert!(
+            limits.check_ip(ip("2001:db8:1:2:ffff::3")).await.is_err(),
+            "a third address of the same /64 shares its budget"
+        );
+        assert_eq!(
+            limits.check_ip(ip("2001:db8:1:3::1")).await,
+            Ok(()),
+            "another /64"
+        );
+        // An IPv4 address written as IPv4-mapped IPv6 is that IPv4 address.
+        assert_eq!(limits.check_ip(ip("10.0.0.9")).await, Ok(()));
+        assert_eq!(limits.check_ip(ip("::ffff:10.0.0.9")).await, Ok(()));
+        assert!(limits.check_ip(ip("10.0.0.9")).await.is_err());
     }
 
     #[tokio::test]
