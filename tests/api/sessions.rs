@@ -166,3 +166,34 @@ async fn a_login_beyond_the_session_cap_revokes_the_least_recently_used_session(
         assert_eq!(app.me(&live.access_token).await.status(), StatusCode::OK);
     }
 }
+
+#[tokio::test]
+async fn concurrent_logins_beyond_the_cap_all_succeed_and_leave_the_cap() {
+    // Each login beyond the cap evicts the least recently used sessions; many
+    // at once evict overlapping sets, which must neither fail a login (a
+    // deadlock between two evictions would be a 500) nor leave more than the cap.
+    let app = crate::helpers::spawn_app_with(&[("MAX_SESSIONS_PER_USER", "2")]).await;
+    let email = app.new_user().await;
+    let statuses: Vec<StatusCode> =
+        futures::future::join_all((0..60).map(|_| app.login(&email, PASSWORD)))
+            .await
+            .into_iter()
+            .map(|r| r.status())
+            .collect();
+    assert!(
+        statuses.iter().all(|s| *s == StatusCode::OK),
+        "{statuses:?}"
+    );
+    let login = app.login_ok(&email, PASSWORD).await;
+    let sessions: Value = app
+        .sessions(&login.access_token)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        sessions["sessions"].as_array().unwrap().len(),
+        2,
+        "{sessions}"
+    );
+}
