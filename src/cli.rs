@@ -181,6 +181,11 @@ pub async fn admin(config: &Config, action: &AdminAction) -> anyhow::Result<()> 
     }
     log::warn!("audit: role of {email} set to {role} from the command line");
     println!("{email} now has the role {role} (effective from the user's next token)");
+    if role == Role::User {
+        // Tokens already issued keep the admin role until they expire (15
+        // minutes): say how to cut them off now, for a compromised admin.
+        println!("to refuse the admin's current tokens now: admin revoke-sessions {email}");
+    }
     Ok(())
 }
 

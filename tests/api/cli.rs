@@ -213,6 +213,8 @@ async fn admin_grant_gives_the_role_at_the_next_token_and_revoke_takes_it_back()
 
     let output = run(&["admin", "demote", &email]);
     assert!(output.status.success());
+    let said = String::from_utf8_lossy(&output.stdout);
+    assert!(said.contains("admin revoke-sessions"), "{said}");
     let demoted = app.refresh_ok(&after).await;
     assert_eq!(decode_claims(&demoted.access_token)["role"], "user");
 
