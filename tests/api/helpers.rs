@@ -349,13 +349,38 @@ pub struct Mailed {
 }
 
 impl TestApp {
-    /// The mails queued for `to`, oldest first (read from the outbox).
+    /// The mails queued for `to`, oldest first (read from the outbox), each
+    /// with its text readable: opened with the app's keys while pending
+    /// (the outbox holds it sealed), read from its delivered `.eml` once sent
+    /// (the outbox then holds nothing).
     pub async fn mails_to(&self, to: &str) -> Vec<auth_api::store::QueuedMail> {
-        self.state
+        let mut mails = self
+            .state
             .store
             .outbox_for(to)
             .await
-            .expect("store answers")
+            .expect("store answers");
+        for mail in &mut mails {
+            mail.body = self.mail_text(mail);
+        }
+        mails
+    }
+
+    /// The plain text of an outbox row (see [`TestApp::mails_to`]); empty
+    /// for a mail given up.
+    pub fn mail_text(&self, mail: &auth_api::store::QueuedMail) -> String {
+        if !mail.body.is_empty() {
+            return auth_api::auth::mail_seal::open(
+                self.state.tokens.keys(),
+                &mail.recipient,
+                &mail.body,
+            )
+            .expect("a pending body opens with the app's keys");
+        }
+        let path = self.mail_dir.path().join(format!("{}.eml", mail.id));
+        std::fs::read(&path)
+            .map(|eml| eml_text(&eml))
+            .unwrap_or_default()
     }
 
     /// The newest mail queued for `to`, with its token and code.
@@ -405,6 +430,38 @@ impl TestApp {
         let response = self.get_with_token("/account", access_token).await;
         assert_eq!(response.status(), StatusCode::OK);
         response.json().await.unwrap()
+    }
+}
+
+/// The decoded text of a delivered `.eml` (7bit, quoted-printable or base64).
+pub fn eml_text(eml: &[u8]) -> String {
+    let eml = String::from_utf8_lossy(eml).replace("\r\n", "\n");
+    let (head, body) = eml.split_once("\n\n").unwrap_or((&eml, ""));
+    let encoding = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("Content-Transfer-Encoding")
+                .then(|| v.trim().to_ascii_lowercase())
+        })
+        .unwrap_or_default();
+    match encoding.as_str() {
+        "quoted-printable" => String::from_utf8(
+            quoted_printable::decode(body, quoted_printable::ParseMode::Robust)
+                .expect("quoted-printable"),
+        )
+        .expect("utf-8"),
+        "base64" => {
+            use base64::Engine;
+            let joined: String = body.split_whitespace().collect();
+            String::from_utf8(
+                base64::engine::general_purpose::STANDARD
+                    .decode(joined)
+                    .expect("base64"),
+            )
+            .expect("utf-8")
+        }
+        _ => body.to_owned(),
     }
 }
 

@@ -10,8 +10,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use auth_api::auth::Keyring;
+use auth_api::auth::mail_seal;
 use auth_api::store::{NewMail, QueuedMail, Store};
 use reqwest::StatusCode;
+use secrecy::SecretString;
 
 use crate::helpers::{PASSWORD, TestApp, spawn_app_with, unique_email};
 use crate::support::{ServerProcess, eventually, fresh_postgres_database, require_postgres};
@@ -243,11 +246,21 @@ fn eml_files(dir: &Path) -> Vec<PathBuf> {
     files
 }
 
+/// The keys of every test app (and server process) started with the test
+/// `JWT_SECRET`: bodies queued by the tests are sealed with them.
+fn test_keys() -> Keyring {
+    Keyring::new(&SecretString::from(crate::helpers::JWT_SECRET), &[])
+}
+
 fn mail(to: &str, n: usize) -> NewMail {
     NewMail {
         to: to.to_owned(),
         subject: format!("Your code {n}"),
-        body: format!("Hello,\n\nyour code is 4711{n:02}.\n"),
+        body: mail_seal::seal(
+            &test_keys(),
+            to,
+            &format!("Hello,\n\nyour code is 4711{n:02}.\n"),
+        ),
     }
 }
 
@@ -884,7 +897,11 @@ async fn mail_bodies_and_recipients_never_reach_the_log_even_at_trace() {
     let queued = NewMail {
         to: to.clone(),
         subject: "Your code".into(),
-        body: "Your code is 918273, or open https://app.example/?token=s3cr3t-t0ken-value".into(),
+        body: mail_seal::seal(
+            &test_keys(),
+            &to,
+            "Your code is 918273, or open https://app.example/?token=s3cr3t-t0ken-value",
+        ),
     };
     store
         .enqueue_mail(&queued, chrono::Utc::now())
