@@ -369,18 +369,7 @@ impl TestApp {
     /// The plain text of an outbox row (see [`TestApp::mails_to`]); empty
     /// for a mail given up.
     pub fn mail_text(&self, mail: &auth_api::store::QueuedMail) -> String {
-        if !mail.body.is_empty() {
-            return auth_api::auth::mail_seal::open(
-                self.state.tokens.keys(),
-                &mail.recipient,
-                &mail.body,
-            )
-            .expect("a pending body opens with the app's keys");
-        }
-        let path = self.mail_dir.path().join(format!("{}.eml", mail.id));
-        std::fs::read(&path)
-            .map(|eml| eml_text(&eml))
-            .unwrap_or_default()
+        outbox_text(self.state.tokens.keys(), self.mail_dir.path(), mail)
     }
 
     /// The newest mail queued for `to`, with its token and code.
@@ -431,6 +420,23 @@ impl TestApp {
         assert_eq!(response.status(), StatusCode::OK);
         response.json().await.unwrap()
     }
+}
+
+/// The plain text of an outbox row of a server with `keys` delivering to the
+/// folder `mail_dir`: its sealed body opened while pending, its `.eml` once
+/// sent, empty once given up.
+pub fn outbox_text(
+    keys: &auth_api::auth::Keyring,
+    mail_dir: &std::path::Path,
+    mail: &auth_api::store::QueuedMail,
+) -> String {
+    if !mail.body.is_empty() {
+        return auth_api::auth::mail_seal::open(keys, &mail.recipient, &mail.body)
+            .expect("a pending body opens with the server's keys");
+    }
+    std::fs::read(mail_dir.join(format!("{}.eml", mail.id)))
+        .map(|eml| eml_text(&eml))
+        .unwrap_or_default()
 }
 
 /// The decoded text of a delivered `.eml` (7bit, quoted-printable or base64).

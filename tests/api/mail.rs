@@ -877,6 +877,8 @@ async fn mail_bodies_and_recipients_never_reach_the_log_even_at_trace() {
         ("DATABASE_URL", database_url.as_str()),
         ("MAIL_URL", &sink.url()),
         ("RUST_LOG", "trace"),
+        // The key the test seals its mail with.
+        ("JWT_SECRET", crate::helpers::JWT_SECRET),
     ])
     .await;
     // Queued by another process on the same database: the server's sender
