@@ -527,6 +527,7 @@ async fn a_mail_is_given_up_after_mail_max_attempts() {
     let row = &outbox(&app, &to).await[0];
     assert_eq!(row.attempts, 3);
     assert!(row.sent_at.is_none());
+    assert_eq!(row.body, "", "nothing of a mail given up is kept");
     assert_eq!(metric(&app, "auth_mails_failed_total").await, 1);
     assert_eq!(metric(&app, "auth_mail_attempts_retried_total").await, 2);
     // Given up means given up: more time brings no attempt.
@@ -957,6 +958,7 @@ async fn a_last_attempt_cut_short_is_given_up_when_its_lease_ends() {
         row.last_error.as_deref(),
         Some("the sender stopped during the last attempt")
     );
+    assert_eq!(row.body, "", "nothing of a mail given up is kept");
     assert!(
         eml_files(app.mail_dir.path()).is_empty(),
         "not sent after all"
