@@ -26,14 +26,27 @@
 //! and counts the mails for the metrics. Callers without a transaction use
 //! [`Store::enqueue_mail`], which does both.
 //!
-//! The body is plain text and carries codes and tokens: it is never logged,
-//! and `last_error` holds only the transport's error, never the body.
+//! # The body at rest
+//!
+//! A body carries live codes and tokens, which the database otherwise holds
+//! only as MACs (DESIGN.md: a database copy cannot reset passwords). So the
+//! outbox never holds one readable: [`NewMail::body`] is a
+//! [`SealedBody`], which only `crate::auth::mail_seal::seal` makes (the mail
+//! texts in `crate::accounts::mails` seal what they write), and every
+//! `INSERT` goes through [`INSERT_MAIL`]. The sender (`src/mail/sender.rs`)
+//! is the one place that opens a body, just before the transport; one it
+//! cannot open is given up. The statements that record a mail as sent or
+//! given up also blank its body: nothing of it stays, not even sealed. The
+//! subject stays (it names the app and the purpose, no secret) for an
+//! operator answering "did my mail go out?". Bodies are never logged, and
+//! `last_error` holds only the transport's error or the class of an
+//! unreadable body, never the body.
 //!
 //! # Reading
 //!
 //! [`Store::outbox_for`] lists the mails queued for one address, oldest first,
-//! whatever their state (tests read codes from it; an operator answering "did
-//! my mail go out?" reads states and errors, not bodies).
+//! whatever their state, bodies as stored (sealed or blank): tests open them
+//! with the app's keys; an operator reads states and errors.
 //!
 //! # Delivering (the sender, `src/mail`)
 //!
