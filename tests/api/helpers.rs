@@ -111,7 +111,7 @@ pub async fn spawn_app_with(vars: &[(&str, &str)]) -> TestApp {
 
 /// A database no other test uses: a temp SQLite file, or a new PostgreSQL
 /// database when `TEST_DATABASE_URL` names a server.
-async fn fresh_database() -> (String, Option<tempfile::TempDir>) {
+pub async fn fresh_database() -> (String, Option<tempfile::TempDir>) {
     match crate::support::postgres_base() {
         Some(base) => (crate::support::fresh_postgres_database(&base).await, None),
         None => {

@@ -219,3 +219,103 @@ async fn a_body_that_cannot_be_opened_is_given_up_not_panicked_on() {
         .unwrap();
     wait_rows(&app, &good, |m| m[0].sent_at.is_some()).await;
 }
+
+/// Runs `$body` with `$conn` bound to a connection of either backend.
+macro_rules! on_conn {
+    ($url:expr, $conn:ident => $body:expr) => {{
+        use sqlx::ConnectOptions;
+        use std::str::FromStr;
+        let url: &str = $url;
+        if url.starts_with("postgres") {
+            let mut $conn = sqlx::postgres::PgConnectOptions::from_str(url)
+                .unwrap()
+                .connect()
+                .await
+                .unwrap();
+            $body
+        } else {
+            let mut $conn = sqlx::sqlite::SqliteConnectOptions::from_str(url)
+                .unwrap()
+                .create_if_missing(true)
+                .connect()
+                .await
+                .unwrap();
+            $body
+        }
+    }};
+}
+
+#[tokio::test]
+async fn upgrading_leaves_no_body_written_in_clear() {
+    let (url, _dir) = crate::helpers::fresh_database().await;
+    let folder = if url.starts_with("postgres") {
+        "postgres"
+    } else {
+        "sqlite"
+    };
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("migrations")
+        .join(folder);
+    // The schema as the previous version left it, with its clear bodies.
+    let mut before = sqlx::migrate::Migrator::new(path).await.unwrap();
+    before.migrations = std::borrow::Cow::Owned(
+        before
+            .migrations
+            .iter()
+            .filter(|m| m.version < 9)
+            .cloned()
+            .collect(),
+    );
+    let to = unique_email();
+    let now = chrono::Utc::now();
+    let sealed = mail_seal::seal(&keys(JWT_SECRET), &to, "code 333333");
+    let rows = [
+        ("sent", "code 111111", Some(now)),
+        ("pending in clear", "code 222222", None),
+        ("pending sealed", sealed.as_str(), None),
+    ];
+    on_conn!(&url, conn => {
+        before.run(&mut conn).await.unwrap();
+        for (i, (subject, body, sent_at)) in rows.iter().enumerate() {
+            sqlx::query(
+                "INSERT INTO mail_outbox (id, recipient, subject, body, created_at, attempts, \
+                 next_attempt_at, sent_at) VALUES ($1, $2, $3, $4, $5, 0, $5, $6)",
+            )
+            .bind(uuid::Uuid::new_v4())
+            .bind(&to)
+            .bind(*subject)
+            .bind(*body)
+            .bind(now + chrono::Duration::seconds(i as i64))
+            .bind(*sent_at)
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        }
+    });
+
+    let store = auth_api::store::Store::connect(
+        &SecretString::from(url.clone()),
+        &auth_api::store::PoolSettings {
+            max_connections: 1,
+            acquire_timeout: Duration::from_secs(5),
+        },
+    )
+    .await
+    .unwrap();
+    let after = store.outbox_for(&to).await.unwrap();
+    assert_eq!(after.len(), 3);
+    assert_eq!(after[0].body, "", "a sent body is blanked");
+    assert_eq!(after[1].body, "", "a pending clear body is dropped");
+    assert!(after[1].failed_at.is_some());
+    assert!(
+        after[1]
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.starts_with("unreadable: ")),
+        "{:?}",
+        after[1].last_error
+    );
+    assert_eq!(after[2].body, sealed.as_str(), "a sealed body stays");
+    assert!(after[2].failed_at.is_none());
+    store.close().await;
+}
