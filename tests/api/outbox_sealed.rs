@@ -21,26 +21,41 @@ const NOWHERE: &str = "smtp://127.0.0.1:1";
 const NEW_PASSWORD: &str = "a brand new passphrase";
 const OLD_SECRET: &str = "an-old-secret-rotated-out-0123456789-abcdefgh";
 
+/// Runs `$body` with `$conn` bound to a connection of either backend.
+macro_rules! on_conn {
+    ($url:expr, $conn:ident => $body:expr) => {{
+        use sqlx::ConnectOptions;
+        use std::str::FromStr;
+        let url: &str = $url;
+        if url.starts_with("postgres") {
+            let mut $conn = sqlx::postgres::PgConnectOptions::from_str(url)
+                .unwrap()
+                .connect()
+                .await
+                .unwrap();
+            $body
+        } else {
+            let mut $conn = sqlx::sqlite::SqliteConnectOptions::from_str(url)
+                .unwrap()
+                .create_if_missing(true)
+                .connect()
+                .await
+                .unwrap();
+            $body
+        }
+    }};
+}
+
 /// Runs `query` with text `binds` on the app's database, straight through
 /// sqlx (not the store): what someone with a copy of the database reads.
 async fn raw_sql(app: &TestApp, query: &str, binds: &[&str]) -> Vec<String> {
-    use sqlx::Connection;
-    let url = app.config_database_url();
-    if url.starts_with("postgres") {
-        let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+    on_conn!(&app.config_database_url(), conn => {
         let mut q = sqlx::query_scalar::<_, String>(query);
         for b in binds {
             q = q.bind(*b);
         }
         q.fetch_all(&mut conn).await.unwrap()
-    } else {
-        let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
-        let mut q = sqlx::query_scalar::<_, String>(query);
-        for b in binds {
-            q = q.bind(*b);
-        }
-        q.fetch_all(&mut conn).await.unwrap()
-    }
+    })
 }
 
 /// The raw `body` column of every mail to `to`, oldest first.
@@ -218,31 +233,6 @@ async fn a_body_that_cannot_be_opened_is_given_up_not_panicked_on() {
         .await
         .unwrap();
     wait_rows(&app, &good, |m| m[0].sent_at.is_some()).await;
-}
-
-/// Runs `$body` with `$conn` bound to a connection of either backend.
-macro_rules! on_conn {
-    ($url:expr, $conn:ident => $body:expr) => {{
-        use sqlx::ConnectOptions;
-        use std::str::FromStr;
-        let url: &str = $url;
-        if url.starts_with("postgres") {
-            let mut $conn = sqlx::postgres::PgConnectOptions::from_str(url)
-                .unwrap()
-                .connect()
-                .await
-                .unwrap();
-            $body
-        } else {
-            let mut $conn = sqlx::sqlite::SqliteConnectOptions::from_str(url)
-                .unwrap()
-                .create_if_missing(true)
-                .connect()
-                .await
-                .unwrap();
-            $body
-        }
-    }};
 }
 
 #[tokio::test]
