@@ -633,6 +633,7 @@ fn spawn_mail_sender(state: &AppState, config: &Config) -> anyhow::Result<JoinHa
     let sender = crate::mail::MailSender::new(
         state.store.clone(),
         transport,
+        state.tokens.clone(),
         mail,
         state.clock.clone(),
         state.telemetry.mail.clone(),

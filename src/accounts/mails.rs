@@ -1,14 +1,27 @@
 //! The text of every account mail: plain text, naming `APP_NAME`. A grant
 //! mail carries the link `APP_LINK_URL?purpose=<purpose>&token=<token>` and
-//! the 6-digit code; notices carry neither.
+//! the 6-digit code; notices carry neither. Every body leaves here sealed
+//! (`crate::auth::mail_seal`): the outbox never holds it in clear.
 
+use crate::auth::Keyring;
 use crate::auth::mail_grants::{MailSecrets, Purpose};
+use crate::auth::mail_seal;
 use crate::config::AccountConfig;
 use crate::store::NewMail;
+
+/// A mail to `to`, its body sealed for `to`.
+fn sealed(keys: &Keyring, to: &str, subject: String, body: &str) -> NewMail {
+    NewMail {
+        to: to.to_owned(),
+        subject,
+        body: mail_seal::seal(keys, to, body),
+    }
+}
 
 /// The mail of a grant: its link and code.
 pub(super) fn grant_mail(
     config: &AccountConfig,
+    keys: &Keyring,
     purpose: Purpose,
     to: &str,
     secrets: &MailSecrets,
@@ -46,57 +59,76 @@ pub(super) fn grant_mail(
         token = secrets.token.as_str(),
         code = secrets.code.as_str(),
     );
-    NewMail {
-        to: to.to_owned(),
-        subject,
-        body,
-    }
+    let body = secrecy::zeroize::Zeroizing::new(body);
+    sealed(keys, to, subject, &body)
 }
 
 /// To the old address when an email change is asked.
-pub(super) fn change_requested_notice(config: &AccountConfig, old: &str, new: &str) -> NewMail {
+pub(super) fn change_requested_notice(
+    config: &AccountConfig,
+    keys: &Keyring,
+    old: &str,
+    new: &str,
+) -> NewMail {
     let app = &config.app_name;
-    NewMail {
-        to: old.to_owned(),
-        subject: format!("{app}: a change of your email address was asked"),
-        body: format!(
+    sealed(
+        keys,
+        old,
+        format!("{app}: a change of your email address was asked"),
+        &format!(
             "Hello,\n\nSomeone signed in to your {app} account asked to change its email address \
              to {new}. Nothing changes until the new address is confirmed.\n\n\
              If it was not you, change your password now.\n\n{app}\n"
         ),
-    }
+    )
 }
 
 /// To the old address when an email change is confirmed.
-pub(super) fn changed_notice(config: &AccountConfig, old: &str, new: &str) -> NewMail {
+pub(super) fn changed_notice(
+    config: &AccountConfig,
+    keys: &Keyring,
+    old: &str,
+    new: &str,
+) -> NewMail {
     let app = &config.app_name;
-    NewMail {
-        to: old.to_owned(),
-        subject: format!("{app}: your email address was changed"),
-        body: format!(
+    sealed(
+        keys,
+        old,
+        format!("{app}: your email address was changed"),
+        &format!(
             "Hello,\n\nThe email address of your {app} account is now {new}; this address \
              no longer signs in.\n\nIf it was not you, contact the {app} support.\n\n{app}\n"
         ),
-    }
+    )
 }
 
 /// To the old address when the account is deleted.
-pub(super) fn deleted_notice(config: &AccountConfig, old: &str) -> NewMail {
+pub(super) fn deleted_notice(config: &AccountConfig, keys: &Keyring, old: &str) -> NewMail {
     let app = &config.app_name;
-    NewMail {
-        to: old.to_owned(),
-        subject: format!("{app}: your account was deleted"),
-        body: format!(
+    sealed(
+        keys,
+        old,
+        format!("{app}: your account was deleted"),
+        &format!(
             "Hello,\n\nYour {app} account was deleted, and every device signed in to it was \
              signed out. This address can register again.\n\n{app}\n"
         ),
-    }
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::auth::mail_grants::generate;
+    use secrecy::SecretString;
+
+    fn keys() -> Keyring {
+        Keyring::new(&SecretString::from("m".repeat(32)), &[])
+    }
+
+    fn opened(keys: &Keyring, mail: &NewMail) -> String {
+        mail_seal::open(keys, &mail.to, mail.body.as_str()).unwrap()
+    }
 
     fn config() -> AccountConfig {
         AccountConfig {
@@ -111,7 +143,11 @@ mod tests {
     fn a_grant_mail_names_the_app_and_carries_the_link_and_the_code() {
         let secrets = generate();
         for purpose in [Purpose::Verify, Purpose::Reset, Purpose::EmailChange] {
-            let mail = grant_mail(&config(), purpose, "a@example.com", &secrets);
+            let keys = keys();
+            let mail = grant_mail(&config(), &keys, purpose, "a@example.com", &secrets);
+            let body = opened(&keys, &mail);
+            assert!(!mail.body.as_str().contains(secrets.token.as_str()));
+            assert!(!mail.body.as_str().contains(secrets.code.as_str()));
             assert_eq!(mail.to, "a@example.com");
             assert!(mail.subject.starts_with("Acme: "), "{}", mail.subject);
             let link = format!(
@@ -119,27 +155,25 @@ mod tests {
                 purpose.as_str(),
                 secrets.token.as_str()
             );
-            assert!(mail.body.contains(&link), "{}", mail.body);
-            assert!(
-                mail.body
-                    .contains(&format!("code in the app: {}", secrets.code.as_str()))
-            );
-            assert!(mail.body.contains("30 minutes"));
+            assert!(body.contains(&link), "{body}");
+            assert!(body.contains(&format!("code in the app: {}", secrets.code.as_str())));
+            assert!(body.contains("30 minutes"));
         }
     }
 
     #[test]
     fn notices_carry_no_token_or_code() {
-        let c = config();
+        let (c, k) = (config(), keys());
         for mail in [
-            change_requested_notice(&c, "old@example.com", "new@example.com"),
-            changed_notice(&c, "old@example.com", "new@example.com"),
-            deleted_notice(&c, "old@example.com"),
+            change_requested_notice(&c, &k, "old@example.com", "new@example.com"),
+            changed_notice(&c, &k, "old@example.com", "new@example.com"),
+            deleted_notice(&c, &k, "old@example.com"),
         ] {
+            let body = opened(&k, &mail);
             assert_eq!(mail.to, "old@example.com");
             assert!(mail.subject.starts_with("Acme: "));
-            assert!(!mail.body.contains("token="));
-            assert!(!mail.body.contains("code"));
+            assert!(!body.contains("token="));
+            assert!(!body.contains("code"));
         }
     }
 }

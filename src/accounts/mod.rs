@@ -163,7 +163,13 @@ impl Accounts {
         let hash = self.hasher.hash(password).await?;
         let now = self.now();
         let (grant, secrets) = self.draft(Purpose::Verify, &email, None, now);
-        let mail = mails::grant_mail(&self.config, Purpose::Verify, &email, &secrets);
+        let mail = mails::grant_mail(
+            &self.config,
+            self.tokens.keys(),
+            Purpose::Verify,
+            &email,
+            &secrets,
+        );
         let user = self
             .store
             .create_user_with_grant(&email, &hash, now, &grant, &mail)
@@ -213,7 +219,13 @@ impl Accounts {
     ) -> Result<GrantIssue, AccountError> {
         let now = self.now();
         let (grant, secrets) = self.draft(purpose, to, new_email, now);
-        let mut mails = vec![mails::grant_mail(&self.config, purpose, to, &secrets)];
+        let mut mails = vec![mails::grant_mail(
+            &self.config,
+            self.tokens.keys(),
+            purpose,
+            to,
+            &secrets,
+        )];
         mails.extend_from_slice(also);
         let issued = self
             .store
@@ -356,7 +368,12 @@ impl Accounts {
         if new_email == user.email || self.store.find_user_by_email(&new_email).await?.is_some() {
             return Err(AccountError::EmailTaken);
         }
-        let notice = mails::change_requested_notice(&self.config, &user.email, &new_email);
+        let notice = mails::change_requested_notice(
+            &self.config,
+            self.tokens.keys(),
+            &user.email,
+            &new_email,
+        );
         match self
             .issue(
                 Some(user.id),
@@ -385,7 +402,8 @@ impl Accounts {
         }
         let account = self.account(user).await?;
         let new_email = grant.new_email.clone().unwrap_or_default();
-        let notice = mails::changed_notice(&self.config, &account.email, &new_email);
+        let notice =
+            mails::changed_notice(&self.config, self.tokens.keys(), &account.email, &new_email);
         match self.store.change_email(&grant, &notice, self.now()).await {
             Ok(true) => {
                 self.telemetry.account_event("email changed", user);
@@ -406,7 +424,7 @@ impl Accounts {
         password: SecretString,
     ) -> Result<(), AccountError> {
         let user = self.check_password(user, password).await?;
-        let notice = mails::deleted_notice(&self.config, &user.email);
+        let notice = mails::deleted_notice(&self.config, self.tokens.keys(), &user.email);
         self.sessions
             .delete_account(&user, &notice)
             .await

@@ -19,6 +19,8 @@ const REFRESH_KEY_LABEL: &[u8] = b"auth-api/refresh-token/v1";
 const MAIL_TOKEN_KEY_LABEL: &[u8] = b"auth-api/mail-token/v1";
 /// Domain separation for the MACs of mailed 6-digit codes.
 const MAIL_CODE_KEY_LABEL: &[u8] = b"auth-api/mail-code/v1";
+/// Domain separation for the sealing key of outbox bodies (`crate::auth::mail_seal`).
+const MAIL_OUTBOX_KEY_LABEL: &[u8] = b"auth-api/mail-outbox/v1";
 
 /// An HMAC-SHA256 keyed with `HMAC(secret, label)`: one key per purpose,
 /// none of them the JWT key itself.
@@ -30,6 +32,17 @@ fn derived_mac(secret: &[u8], label: &[u8]) -> Hmac<Sha256> {
     <Hmac<Sha256> as Mac>::new_from_slice(&key).expect("HMAC accepts keys of any length")
 }
 
+/// A ChaCha20-Poly1305 key of `HMAC(secret, label)`'s 32 bytes.
+fn derived_aead_key(secret: &[u8], label: &[u8]) -> ring::aead::LessSafeKey {
+    let mut mac =
+        <Hmac<Sha256> as Mac>::new_from_slice(secret).expect("HMAC accepts keys of any length");
+    mac.update(label);
+    let key = mac.finalize().into_bytes();
+    let key = ring::aead::UnboundKey::new(&ring::aead::CHACHA20_POLY1305, &key)
+        .expect("a 32-byte key fits ChaCha20-Poly1305");
+    ring::aead::LessSafeKey::new(key)
+}
+
 /// One server key in all the forms the service uses.
 pub struct ServerKey {
     pub(crate) kid: String,
@@ -39,6 +52,8 @@ pub struct ServerKey {
     pub(crate) refresh_mac: Hmac<Sha256>,
     pub(crate) mail_token_mac: Hmac<Sha256>,
     pub(crate) mail_code_mac: Hmac<Sha256>,
+    /// ChaCha20-Poly1305 key sealing the outbox's bodies.
+    pub(crate) outbox_key: ring::aead::LessSafeKey,
     /// The first segment of every access token this key signs (see `AccessTokens::verify`).
     pub(crate) header_segment: String,
 }
@@ -71,6 +86,7 @@ impl ServerKey {
             refresh_mac: derived_mac(bytes, REFRESH_KEY_LABEL),
             mail_token_mac: derived_mac(bytes, MAIL_TOKEN_KEY_LABEL),
             mail_code_mac: derived_mac(bytes, MAIL_CODE_KEY_LABEL),
+            outbox_key: derived_aead_key(bytes, MAIL_OUTBOX_KEY_LABEL),
         }
     }
 

@@ -4,6 +4,8 @@
 //! - [`asymmetric`]: ES256 and EdDSA signing keys, their RFC 7638 `kid`, PEM files;
 //! - [`access`]: HS256 access tokens (issue, verify);
 //! - [`refresh`]: refresh tokens (mint, verify);
+//! - [`mail_grants`]: the MACs of mailed tokens and codes;
+//! - [`mail_seal`]: the outbox's bodies, sealed at rest;
 //! - [`revocations`]: the in-memory set of recently revoked sessions, and its feed;
 //! - [`service_keys`]: the backends' keys for the revocation feed;
 //! - [`password`]: the bounded argon2id hasher;
@@ -14,6 +16,7 @@ pub mod asymmetric;
 pub mod credentials;
 pub mod keys;
 pub mod mail_grants;
+pub mod mail_seal;
 pub mod password;
 pub mod refresh;
 pub mod revocations;

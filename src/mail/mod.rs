@@ -6,8 +6,11 @@
 //! `MAIL_URL` names, with retries. So an SMTP outage delays mail, loses none,
 //! and no request waits for SMTP.
 //!
-//! Mail bodies carry codes and tokens: nothing in this module logs a body, and
-//! errors recorded or logged are the transport's, never the message.
+//! Mail bodies carry codes and tokens: the outbox holds them sealed
+//! (`auth::mail_seal`), the sender opens each one only to hand it to the
+//! transport, and the row is blanked once sent or given up. Nothing in this
+//! module logs a body, and errors recorded or logged are the transport's (or
+//! the class of a body that cannot be opened), never the message.
 
 pub mod sender;
 pub mod transport;

@@ -15,6 +15,8 @@ use prometheus_client::metrics::counter::Counter;
 
 use super::transport::{Outgoing, Transport};
 use super::{MailConfig, domain_of};
+use crate::auth::AccessTokens;
+use crate::auth::mail_seal;
 use crate::clock::SharedClock;
 use crate::store::{ClaimedMail, Store};
 
@@ -49,6 +51,8 @@ pub struct MailMetrics {
 pub struct MailSender {
     store: Store,
     transport: Transport,
+    /// Their keys open the sealed bodies (`crate::auth::mail_seal`).
+    tokens: Arc<AccessTokens>,
     from: Mailbox,
     max_attempts: i64,
     clock: SharedClock,
@@ -67,6 +71,7 @@ impl MailSender {
     pub fn new(
         store: Store,
         transport: Transport,
+        tokens: Arc<AccessTokens>,
         config: &MailConfig,
         clock: SharedClock,
         metrics: MailMetrics,
@@ -74,6 +79,7 @@ impl MailSender {
         Self {
             store,
             transport,
+            tokens,
             from: config.from.clone(),
             max_attempts: i64::from(config.max_attempts),
             clock,
@@ -125,15 +131,29 @@ impl MailSender {
     }
 
     async fn attempt(&self, mail: ClaimedMail) -> Result<Attempt, crate::store::StoreError> {
+        let (id, domain, attempt) = (mail.id, domain_of(&mail.recipient), mail.attempts);
+        // The one place a body is opened. One that cannot be (its key rotated
+        // out, the row altered) never will be: given up at once.
+        let body = match mail_seal::open(self.tokens.keys(), &mail.recipient, &mail.body) {
+            Ok(body) => secrecy::zeroize::Zeroizing::new(body),
+            Err(e) => {
+                let reason = format!("unreadable: {e} (JWT_SECRET / JWT_PREVIOUS_SECRETS)");
+                self.store
+                    .mark_mail_attempt_failed(id, &reason, None, self.clock.now())
+                    .await?;
+                self.metrics.failed.inc();
+                log::error!("mail: given up id={id} to=*@{domain}: {reason}");
+                return Ok(Attempt::GaveUp);
+            }
+        };
         let outgoing = Outgoing {
             id: mail.id,
             to: &mail.recipient,
             subject: &mail.subject,
-            body: &mail.body,
+            body: &body,
         };
         let result = self.transport.send(&self.from, &outgoing).await;
         let now = self.clock.now();
-        let (id, domain, attempt) = (mail.id, domain_of(&mail.recipient), mail.attempts);
         match result {
             Ok(()) => {
                 self.store.mark_mail_sent(id, now).await?;

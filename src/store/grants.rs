@@ -393,6 +393,7 @@ impl Store {
                 .bind(now).bind(user_id).fetch_all(&mut *tx).await?;
             sqlx::query(erase).bind(user_id).execute(&mut *tx).await?;
             sqlx::query(grants).bind(user_id).execute(&mut *tx).await?;
+            sqlx::query(super::outbox::DELETE_MAILS_TO).bind(&notice.to).execute(&mut *tx).await?;
             enqueue_mail!(&mut *tx, notice, now)?;
             tx.commit().await?;
             Ok::<_, sqlx::Error>(Some(ids))

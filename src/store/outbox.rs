@@ -26,14 +26,27 @@
 //! and counts the mails for the metrics. Callers without a transaction use
 //! [`Store::enqueue_mail`], which does both.
 //!
-//! The body is plain text and carries codes and tokens: it is never logged,
-//! and `last_error` holds only the transport's error, never the body.
+//! # The body at rest
+//!
+//! A body carries live codes and tokens, which the database otherwise holds
+//! only as MACs (DESIGN.md: a database copy cannot reset passwords). So the
+//! outbox never holds one readable: [`NewMail::body`] is a
+//! [`SealedBody`], which only `crate::auth::mail_seal::seal` makes (the mail
+//! texts in `crate::accounts::mails` seal what they write), and every
+//! `INSERT` goes through [`INSERT_MAIL`]. The sender (`src/mail/sender.rs`)
+//! is the one place that opens a body, just before the transport; one it
+//! cannot open is given up. The statements that record a mail as sent or
+//! given up also blank its body: nothing of it stays, not even sealed. The
+//! subject stays (it names the app and the purpose, no secret) for an
+//! operator answering "did my mail go out?". Bodies are never logged, and
+//! `last_error` holds only the transport's error or the class of an
+//! unreadable body, never the body.
 //!
 //! # Reading
 //!
 //! [`Store::outbox_for`] lists the mails queued for one address, oldest first,
-//! whatever their state (tests read codes from it; an operator answering "did
-//! my mail go out?" reads states and errors, not bodies).
+//! whatever their state, bodies as stored (sealed or blank): tests open them
+//! with the app's keys; an operator reads states and errors.
 //!
 //! # Delivering (the sender, `src/mail`)
 //!
@@ -55,6 +68,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::{Backend, Store, StoreError, on_pool};
+use crate::auth::mail_seal::SealedBody;
 
 /// A mail to queue.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,8 +76,9 @@ pub struct NewMail {
     /// The recipient's address.
     pub to: String,
     pub subject: String,
-    /// Plain text.
-    pub body: String,
+    /// Plain text, sealed for `to` (`crate::auth::mail_seal`): the outbox
+    /// never holds a body in clear.
+    pub body: SealedBody,
 }
 
 /// A row of the outbox, in whatever state it is.
@@ -72,6 +87,8 @@ pub struct QueuedMail {
     pub id: Uuid,
     pub recipient: String,
     pub subject: String,
+    /// Sealed (`crate::auth::mail_seal::open` reads it) while the mail is
+    /// pending; empty once it is sent or given up.
     pub body: String,
     pub created_at: DateTime<Utc>,
     /// Delivery attempts begun so far.
@@ -92,6 +109,11 @@ pub(super) const INSERT_MAIL: &str = "INSERT INTO mail_outbox \
      (id, recipient, subject, body, created_at, attempts, next_attempt_at) \
      VALUES ($1, $2, $3, $4, $5, 0, $5)";
 
+/// Drops every mail to `$1`, whatever its state: an account deleted keeps no
+/// trace of its address, pending mails included (its deletion notice is
+/// queued after this, in the same transaction).
+pub(super) const DELETE_MAILS_TO: &str = "DELETE FROM mail_outbox WHERE recipient = $1";
+
 /// Inserts `$mail` (a `&NewMail`) into the outbox on `$executor` (`&mut *tx`
 /// inside a transaction, or a pool), due at `$now`. Evaluates to
 /// `Result<(), sqlx::Error>`; call [`Store::mail_queued`] after the commit.
@@ -102,7 +124,7 @@ macro_rules! enqueue_mail {
             .bind(uuid::Uuid::new_v4())
             .bind(&mail.to)
             .bind(&mail.subject)
-            .bind(&mail.body)
+            .bind(mail.body.as_str())
             .bind($now)
             .execute($executor)
             .await
@@ -128,6 +150,7 @@ pub struct ClaimedMail {
     pub id: Uuid,
     pub recipient: String,
     pub subject: String,
+    /// Sealed: the sender opens it just before handing it to the transport.
     pub body: String,
     /// Attempts begun, this one included.
     pub attempts: i64,
@@ -216,7 +239,7 @@ impl Store {
         now: DateTime<Utc>,
         max_attempts: i64,
     ) -> Result<u64, StoreError> {
-        let sql = "UPDATE mail_outbox SET failed_at = $1, claimed_until = NULL, \
+        let sql = "UPDATE mail_outbox SET failed_at = $1, claimed_until = NULL, body = '', \
                    last_error = 'the sender stopped during the last attempt' \
                    WHERE sent_at IS NULL AND failed_at IS NULL AND attempts >= $2 \
                    AND claimed_until IS NOT NULL AND claimed_until <= $1";
@@ -224,16 +247,18 @@ impl Store {
             .bind(now).bind(max_attempts).execute(pool).await.map(|r| r.rows_affected()))?)
     }
 
-    /// Records a delivered mail.
+    /// Records a delivered mail, and blanks its body: nothing of it is
+    /// needed any more, so nothing of it is kept, not even sealed.
     pub async fn mark_mail_sent(&self, id: Uuid, now: DateTime<Utc>) -> Result<(), StoreError> {
-        let sql = "UPDATE mail_outbox SET sent_at = $1, claimed_until = NULL, last_error = NULL \
-                   WHERE id = $2";
+        let sql = "UPDATE mail_outbox SET sent_at = $1, claimed_until = NULL, last_error = NULL, \
+                   body = '' WHERE id = $2";
         on_pool!(self, pool => sqlx::query(sql).bind(now).bind(id).execute(pool).await.map(|_| ()))?;
         Ok(())
     }
 
     /// Records a failed attempt: tried again at `retry_at`, or, when `None`,
-    /// given up (failed at `now`). `error` must not contain the body.
+    /// given up (failed at `now`, and the body blanked, as when sent).
+    /// `error` must not contain the body.
     pub async fn mark_mail_attempt_failed(
         &self,
         id: Uuid,
@@ -242,7 +267,8 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         let sql = "UPDATE mail_outbox SET claimed_until = NULL, last_error = $1, \
-                   next_attempt_at = COALESCE($2, next_attempt_at), failed_at = $3 \
+                   next_attempt_at = COALESCE($2, next_attempt_at), failed_at = $3, \
+                   body = CASE WHEN $3 IS NULL THEN body ELSE '' END \
                    WHERE id = $4";
         let failed_at = retry_at.is_none().then_some(now);
         on_pool!(self, pool => sqlx::query(sql)
@@ -311,10 +337,11 @@ mod tests {
             acquire_timeout: Duration::from_secs(5),
         };
         let store = Store::connect(&url.into(), &settings).await.unwrap();
+        let keys = crate::auth::Keyring::new(&secrecy::SecretString::from("k".repeat(32)), &[]);
         let mail = |subject: &str| NewMail {
             to: "a@example.com".into(),
             subject: subject.into(),
-            body: "code 123456".into(),
+            body: crate::auth::mail_seal::seal(&keys, "a@example.com", "code 123456"),
         };
         store
             .queue_in_transaction(&mail("rolled back"), false)

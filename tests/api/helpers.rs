@@ -111,7 +111,7 @@ pub async fn spawn_app_with(vars: &[(&str, &str)]) -> TestApp {
 
 /// A database no other test uses: a temp SQLite file, or a new PostgreSQL
 /// database when `TEST_DATABASE_URL` names a server.
-async fn fresh_database() -> (String, Option<tempfile::TempDir>) {
+pub async fn fresh_database() -> (String, Option<tempfile::TempDir>) {
     match crate::support::postgres_base() {
         Some(base) => (crate::support::fresh_postgres_database(&base).await, None),
         None => {
@@ -349,13 +349,27 @@ pub struct Mailed {
 }
 
 impl TestApp {
-    /// The mails queued for `to`, oldest first (read from the outbox).
+    /// The mails queued for `to`, oldest first (read from the outbox), each
+    /// with its text readable: opened with the app's keys while pending
+    /// (the outbox holds it sealed), read from its delivered `.eml` once sent
+    /// (the outbox then holds nothing).
     pub async fn mails_to(&self, to: &str) -> Vec<auth_api::store::QueuedMail> {
-        self.state
+        let mut mails = self
+            .state
             .store
             .outbox_for(to)
             .await
-            .expect("store answers")
+            .expect("store answers");
+        for mail in &mut mails {
+            mail.body = self.mail_text(mail);
+        }
+        mails
+    }
+
+    /// The plain text of an outbox row (see [`TestApp::mails_to`]); empty
+    /// for a mail given up.
+    pub fn mail_text(&self, mail: &auth_api::store::QueuedMail) -> String {
+        outbox_text(self.state.tokens.keys(), self.mail_dir.path(), mail)
     }
 
     /// The newest mail queued for `to`, with its token and code.
@@ -405,6 +419,55 @@ impl TestApp {
         let response = self.get_with_token("/account", access_token).await;
         assert_eq!(response.status(), StatusCode::OK);
         response.json().await.unwrap()
+    }
+}
+
+/// The plain text of an outbox row of a server with `keys` delivering to the
+/// folder `mail_dir`: its sealed body opened while pending, its `.eml` once
+/// sent, empty once given up.
+pub fn outbox_text(
+    keys: &auth_api::auth::Keyring,
+    mail_dir: &std::path::Path,
+    mail: &auth_api::store::QueuedMail,
+) -> String {
+    if !mail.body.is_empty() {
+        return auth_api::auth::mail_seal::open(keys, &mail.recipient, &mail.body)
+            .expect("a pending body opens with the server's keys");
+    }
+    std::fs::read(mail_dir.join(format!("{}.eml", mail.id)))
+        .map(|eml| eml_text(&eml))
+        .unwrap_or_default()
+}
+
+/// The decoded text of a delivered `.eml` (7bit, quoted-printable or base64).
+pub fn eml_text(eml: &[u8]) -> String {
+    let eml = String::from_utf8_lossy(eml).replace("\r\n", "\n");
+    let (head, body) = eml.split_once("\n\n").unwrap_or((&eml, ""));
+    let encoding = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("Content-Transfer-Encoding")
+                .then(|| v.trim().to_ascii_lowercase())
+        })
+        .unwrap_or_default();
+    match encoding.as_str() {
+        "quoted-printable" => String::from_utf8(
+            quoted_printable::decode(body, quoted_printable::ParseMode::Robust)
+                .expect("quoted-printable"),
+        )
+        .expect("utf-8"),
+        "base64" => {
+            use base64::Engine;
+            let joined: String = body.split_whitespace().collect();
+            String::from_utf8(
+                base64::engine::general_purpose::STANDARD
+                    .decode(joined)
+                    .expect("base64"),
+            )
+            .expect("utf-8")
+        }
+        _ => body.to_owned(),
     }
 }
 

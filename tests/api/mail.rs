@@ -10,8 +10,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use auth_api::auth::Keyring;
+use auth_api::auth::mail_seal;
 use auth_api::store::{NewMail, QueuedMail, Store};
 use reqwest::StatusCode;
+use secrecy::SecretString;
 
 use crate::helpers::{PASSWORD, TestApp, spawn_app_with, unique_email};
 use crate::support::{ServerProcess, eventually, fresh_postgres_database, require_postgres};
@@ -243,11 +246,21 @@ fn eml_files(dir: &Path) -> Vec<PathBuf> {
     files
 }
 
+/// The keys of every test app (and server process) started with the test
+/// `JWT_SECRET`: bodies queued by the tests are sealed with them.
+fn test_keys() -> Keyring {
+    Keyring::new(&SecretString::from(crate::helpers::JWT_SECRET), &[])
+}
+
 fn mail(to: &str, n: usize) -> NewMail {
     NewMail {
         to: to.to_owned(),
         subject: format!("Your code {n}"),
-        body: format!("Hello,\n\nyour code is 4711{n:02}.\n"),
+        body: mail_seal::seal(
+            &test_keys(),
+            to,
+            &format!("Hello,\n\nyour code is 4711{n:02}.\n"),
+        ),
     }
 }
 
@@ -514,6 +527,7 @@ async fn a_mail_is_given_up_after_mail_max_attempts() {
     let row = &outbox(&app, &to).await[0];
     assert_eq!(row.attempts, 3);
     assert!(row.sent_at.is_none());
+    assert_eq!(row.body, "", "nothing of a mail given up is kept");
     assert_eq!(metric(&app, "auth_mails_failed_total").await, 1);
     assert_eq!(metric(&app, "auth_mail_attempts_retried_total").await, 2);
     // Given up means given up: more time brings no attempt.
@@ -864,6 +878,8 @@ async fn mail_bodies_and_recipients_never_reach_the_log_even_at_trace() {
         ("DATABASE_URL", database_url.as_str()),
         ("MAIL_URL", &sink.url()),
         ("RUST_LOG", "trace"),
+        // The key the test seals its mail with.
+        ("JWT_SECRET", crate::helpers::JWT_SECRET),
     ])
     .await;
     // Queued by another process on the same database: the server's sender
@@ -884,7 +900,11 @@ async fn mail_bodies_and_recipients_never_reach_the_log_even_at_trace() {
     let queued = NewMail {
         to: to.clone(),
         subject: "Your code".into(),
-        body: "Your code is 918273, or open https://app.example/?token=s3cr3t-t0ken-value".into(),
+        body: mail_seal::seal(
+            &test_keys(),
+            &to,
+            "Your code is 918273, or open https://app.example/?token=s3cr3t-t0ken-value",
+        ),
     };
     store
         .enqueue_mail(&queued, chrono::Utc::now())
@@ -938,6 +958,7 @@ async fn a_last_attempt_cut_short_is_given_up_when_its_lease_ends() {
         row.last_error.as_deref(),
         Some("the sender stopped during the last attempt")
     );
+    assert_eq!(row.body, "", "nothing of a mail given up is kept");
     assert!(
         eml_files(app.mail_dir.path()).is_empty(),
         "not sent after all"

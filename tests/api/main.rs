@@ -30,6 +30,7 @@ mod mail;
 mod messages;
 mod metrics;
 mod outage;
+mod outbox_sealed;
 mod password;
 pub mod refresh;
 mod register;
