@@ -334,7 +334,8 @@ impl Store {
         purpose: &str,
         since: DateTime<Utc>,
     ) -> Result<i64, StoreError> {
-        let sql = "SELECT COALESCE(SUM(attempts), 0) FROM mail_grants \
+        // SUM of a BIGINT is a NUMERIC on PostgreSQL.
+        let sql = "SELECT CAST(COALESCE(SUM(attempts), 0) AS BIGINT) FROM mail_grants \
                    WHERE user_id = $1 AND purpose = $2 AND created_at > $3";
         let sum: i64 = on_pool!(self, pool => sqlx::query_scalar(sql)
             .bind(user_id).bind(purpose).bind(since).fetch_one(pool).await)?;
