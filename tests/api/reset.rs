@@ -436,7 +436,8 @@ async fn ten_wrong_reset_codes_over_fresh_mails_refuse_the_next_code_for_a_day_n
     app.advance(24 * 3600 + 1);
     app.forgot_ok(&email).await;
     let mail = app.last_mail(&email).await;
-    let body = json!({"email": email, "code": mail.code, "new_password": "a third passphrase here"});
+    let body =
+        json!({"email": email, "code": mail.code, "new_password": "a third passphrase here"});
     let response = app.post_json("/password/reset", &body).await;
     assert_eq!(response.status(), StatusCode::NO_CONTENT);
 }
@@ -474,7 +475,8 @@ async fn twenty_concurrent_wrong_reset_codes_spend_at_most_the_budget() {
     wrong_reset_codes(&app, &email, &mail.code, 4).await;
     app.forgot_ok(&email).await;
     let mail = app.last_mail(&email).await;
-    let guess = json!({"email": email, "code": wrong_code(&mail.code), "new_password": NEW_PASSWORD});
+    let guess =
+        json!({"email": email, "code": wrong_code(&mail.code), "new_password": NEW_PASSWORD});
     let guesses = (0..20).map(|_| app.post_json("/password/reset", &guess));
     for response in futures::future::join_all(guesses).await {
         assert_error(response, StatusCode::BAD_REQUEST, "invalid_code").await;

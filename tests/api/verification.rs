@@ -392,7 +392,10 @@ async fn ten_wrong_codes_over_fresh_grants_refuse_the_next_right_code_but_not_it
     resend(&app, &login.access_token).await;
     let third = app.last_mail(&email).await;
     let response = app
-        .post_json("/email/verify", &json!({"email": email, "code": third.code}))
+        .post_json(
+            "/email/verify",
+            &json!({"email": email, "code": third.code}),
+        )
         .await;
     assert_error(response, StatusCode::BAD_REQUEST, "invalid_code").await;
     assert_eq!(
@@ -464,7 +467,11 @@ async fn resets_asked_for_an_address_leave_its_verification_mails_alone() {
         .post_with_token("/email/verification", &login.access_token)
         .await;
     assert_error(response, StatusCode::TOO_MANY_REQUESTS, "too_many_requests").await;
-    assert_eq!(app.mails_to(&email).await.len(), 10, "5 resets, 5 verifications");
+    assert_eq!(
+        app.mails_to(&email).await.len(),
+        10,
+        "5 resets, 5 verifications"
+    );
 }
 
 /// On PostgreSQL, verifying and asking a new mail at once used to take the
