@@ -251,3 +251,29 @@ async fn changes_asked_to_an_address_do_not_eat_its_reset_or_verification_mails(
     let reset = app.last_mail(&victim).await;
     assert!(reset.body.contains("purpose=reset"), "{}", reset.body);
 }
+
+/// On PostgreSQL, confirming a change and asking another at once used to take
+/// the grant and user row locks in opposite orders (a deadlock, answered 500).
+/// The password hash of the new ask makes the overlap rare, so this guards
+/// more than it reproduces (`verify_racing_a_resend_never_fails` reproduces).
+#[tokio::test]
+async fn confirming_racing_a_new_change_never_fails() {
+    let _ = crate::support::require_postgres!();
+    let app = spawn_app().await;
+    for _ in 0..20 {
+        let login = app.new_login().await;
+        let first = unique_email();
+        ask(&app, &login.access_token, &first, PASSWORD).await;
+        let mail = app.last_mail(&first).await;
+        let second = unique_email();
+        let (confirmed, asked) = tokio::join!(
+            confirm(&app, &login.access_token, json!({"token": mail.token})),
+            ask(&app, &login.access_token, &second, PASSWORD),
+        );
+        assert!(
+            [StatusCode::NO_CONTENT, StatusCode::BAD_REQUEST].contains(&confirmed.status()),
+            "{confirmed:?}"
+        );
+        assert_eq!(asked.status(), StatusCode::ACCEPTED);
+    }
+}
