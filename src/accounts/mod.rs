@@ -11,7 +11,11 @@
 //! Grants (a mailed token and code): single-use (spent by a conditional
 //! update in the transaction that applies the change, and only by a `POST`),
 //! `MAIL_CODE_TTL` long, a newer one of the same purpose ends the older, and
-//! the fifth wrong code ends it. At most [`MAILS_PER_HOUR`] grant mails go to
+//! the fifth wrong code ends it. Across grants, a user has
+//! [`CODE_ATTEMPTS_PER_DAY`] wrong codes per purpose over grants created in the
+//! last 24 hours: past that every code is refused uncompared (asking for a new
+//! mail does not restart the count), while links, which cannot be guessed,
+//! keep working. At most [`MAILS_PER_HOUR`] grant mails of one purpose go to
 //! one address an hour. Codes and tokens are never logged: they exist in
 //! clear only in memory ([`MailSecrets`] wipes them) and in the mail body.
 
@@ -29,14 +33,24 @@ use crate::auth::{AccessTokens, HashError, PasswordHasher};
 use crate::clock::{SharedClock, later};
 use crate::config::AccountConfig;
 use crate::sessions::{SessionError, Sessions};
-use crate::store::{Grant, GrantIssue, MailCap, NewGrant, NewMail, Store, StoreError, User};
+use crate::store::{
+    CodeBudget, Grant, GrantIssue, MailCap, NewGrant, NewMail, Store, StoreError, User,
+};
 use crate::telemetry::{RevocationReason, Telemetry};
 
-/// Verification, reset and email-change mails per address and hour
-/// (API.md, "Input rules").
+/// Grant mails per address, purpose (verification, reset, email change) and
+/// hour (API.md, "Input rules"). Per purpose, so that nobody can spend an
+/// address's verification or reset mails by asking resets for it or email
+/// changes to it.
 pub const MAILS_PER_HOUR: i64 = 5;
 /// The wrong code that ends a grant.
 pub const MAX_CODE_ATTEMPTS: i64 = 5;
+/// Wrong codes per user and purpose over the grants of the last
+/// [`CODE_BUDGET_HOURS`], whatever became of those grants: without it each new
+/// mail (5 an hour) would bring 5 more guesses at a 6-digit code.
+pub const CODE_ATTEMPTS_PER_DAY: i64 = 10;
+/// The sliding window of [`CODE_ATTEMPTS_PER_DAY`].
+pub const CODE_BUDGET_HOURS: i64 = 24;
 
 /// Why the service could not do what was asked.
 #[derive(Debug, thiserror::Error)]
@@ -126,6 +140,14 @@ impl Accounts {
         MailCap {
             limit: MAILS_PER_HOUR,
             since: now - chrono::Duration::hours(1),
+        }
+    }
+
+    fn code_budget(&self, now: DateTime<Utc>) -> CodeBudget {
+        CodeBudget {
+            per_grant: MAX_CODE_ATTEMPTS,
+            per_user: CODE_ATTEMPTS_PER_DAY,
+            since: now - chrono::Duration::hours(CODE_BUDGET_HOURS),
         }
     }
 
@@ -262,8 +284,12 @@ impl Accounts {
         Ok(self.store.find_user_by_email(&email).await?.map(|u| u.id))
     }
 
-    /// The live grant `presented` stands for. A wrong code counts against
-    /// the user's live grant of `purpose`; the fifth ends it.
+    /// The live grant `presented` stands for. A code takes an attempt from
+    /// the user's live grant of `purpose` and from the user's daily budget
+    /// before it is compared (so parallel guesses compare no more codes than
+    /// the budget); a right one gives it back. The fifth wrong code ends the
+    /// grant; once the budget is spent, codes (right ones too) are refused
+    /// uncompared but the live grant is left alone: its link still works.
     async fn resolve(
         &self,
         purpose: Purpose,
@@ -283,11 +309,21 @@ impl Accounts {
                 let Some(grant) = self.store.live_grant(user, purpose.as_str(), now).await? else {
                     return Err(AccountError::InvalidCode);
                 };
+                let budget = self.code_budget(now);
+                let purpose = purpose.as_str();
+                if !self
+                    .store
+                    .take_code_attempt(grant.id, user, purpose, budget, now)
+                    .await?
+                {
+                    return Err(AccountError::InvalidCode);
+                }
                 if mail_grants::code_matches(keys, grant.id, code, &grant.code_mac) {
+                    self.store.refund_code_attempt(grant.id).await?;
                     Ok(grant)
                 } else {
                     self.store
-                        .count_wrong_code(grant.id, MAX_CODE_ATTEMPTS, now)
+                        .end_guessed_grant(grant.id, MAX_CODE_ATTEMPTS, now)
                         .await?;
                     Err(AccountError::InvalidCode)
                 }
@@ -437,10 +473,16 @@ impl Accounts {
     }
 
     /// Deletes at most `batch` grants that ended or expired over an hour ago
-    /// (the hourly cap no longer counts them).
+    /// (the hourly cap no longer counts them), but those with code attempts
+    /// only once the code budget's window no longer counts them either.
     pub async fn delete_old_grants(&self, batch: i64) -> Result<u64, AccountError> {
-        let before = self.now() - chrono::Duration::hours(1);
-        Ok(self.store.delete_old_grants(before, batch).await?)
+        let now = self.now();
+        let before = now - chrono::Duration::hours(1);
+        let guessed_before = self.code_budget(now).since;
+        Ok(self
+            .store
+            .delete_old_grants(before, guessed_before, batch)
+            .await?)
     }
 
     /// An account by email, for admins.

@@ -34,7 +34,7 @@ pub struct AcceptedResponse {
 
 /// Ask for a password reset mail (a link and a 6-digit code). The answer,
 /// and its timing, are the same whether or not the email has an account; a
-/// mail is queued only when it has, at most 5 an hour per address.
+/// mail is queued only when it has, at most 5 reset mails an hour per address.
 #[utoipa::path(
     post,
     path = "/password/forgot",
@@ -61,7 +61,8 @@ pub struct ResetPasswordRequest {
     pub token: Option<SecretStringField>,
     #[schema(example = "alice@example.com")]
     pub email: Option<String>,
-    /// The 6-digit code of the mail, with `email`.
+    /// The 6-digit code of the mail, with `email`. After 10 wrong codes in a
+    /// day every code is refused (`invalid_code`); the link still works.
     #[schema(value_type = Option<String>, format = Password, example = "123456")]
     pub code: Option<SecretStringField>,
     /// The same rules as at registration.

@@ -15,6 +15,22 @@ use super::outbox::{NewMail, enqueue_mail};
 use super::users::{USER_COLUMNS, User};
 use super::{Backend, Store, StoreError, on_constraint, on_pool};
 
+/// Locks user `$user`'s row: `Result<u64, sqlx::Error>`, the rows found
+/// (0 for no such live account). A write, so it takes the row lock on
+/// PostgreSQL and the write lock on SQLite. Every transaction here that
+/// touches both a user and its grants takes this (or another write to the
+/// users row) FIRST, so two of them never hold the locks in opposite orders
+/// (a PostgreSQL deadlock, answered 500).
+macro_rules! lock_user {
+    ($executor:expr, $user:expr) => {{
+        sqlx::query("UPDATE users SET updated_at = updated_at WHERE id = $1 AND deleted_at IS NULL")
+            .bind($user)
+            .execute($executor)
+            .await
+            .map(|r| r.rows_affected())
+    }};
+}
+
 /// Inserts a grant for `$user` on `$executor`; `Result<(), sqlx::Error>`.
 macro_rules! insert_grant {
     ($executor:expr, $user:expr, $grant:expr, $now:expr) => {{
@@ -86,7 +102,18 @@ pub struct Grant {
 const GRANT_COLUMNS: &str =
     "id, user_id, purpose, email, new_email, code_mac, attempts, expires_at";
 
-/// At most `limit` grants (mails) to one address since `since`.
+/// How many code attempts a grant and a user may take (see
+/// [`Store::take_code_attempt`]).
+#[derive(Debug, Clone, Copy)]
+pub struct CodeBudget {
+    /// Attempts on one grant (the last wrong one ends it).
+    pub per_grant: i64,
+    /// Attempts of one user and purpose over grants created since `since`.
+    pub per_user: i64,
+    pub since: DateTime<Utc>,
+}
+
+/// At most `limit` grants (mails) of one purpose to one address since `since`.
 #[derive(Debug, Clone, Copy)]
 pub struct MailCap {
     pub limit: i64,
@@ -148,7 +175,8 @@ impl Store {
     /// that first locks the user row (so two racing requests count the cap
     /// one after the other), ends the user's older live grants of the same
     /// purpose (a newer mail supersedes the older), and refuses when the
-    /// grant's address already had `cap.limit` grants since `cap.since`.
+    /// grant's address already had `cap.limit` grants of the same purpose
+    /// since `cap.since`.
     ///
     /// `user_id` `None` stores a decoy: the same statements for an address
     /// with no account (a row no spend matches, no mail), so that
@@ -161,22 +189,23 @@ impl Store {
         cap: MailCap,
         now: DateTime<Utc>,
     ) -> Result<GrantIssue, StoreError> {
-        // A write as the first statement: it takes the row lock on PostgreSQL
-        // and the write lock on SQLite before the count is read.
-        let lock = "UPDATE users SET updated_at = updated_at WHERE id = $1 AND deleted_at IS NULL";
-        let count = "SELECT COUNT(*) FROM mail_grants WHERE email = $1 AND created_at > $2";
+        // Per address AND purpose: a reset asked by anyone, or an email
+        // change to the address asked by another account, leaves its
+        // verification mails (and the reverse) alone.
+        let count = "SELECT COUNT(*) FROM mail_grants \
+                     WHERE email = $1 AND purpose = $2 AND created_at > $3";
         let supersede = "UPDATE mail_grants SET ended_at = $1 \
                          WHERE user_id = $2 AND purpose = $3 AND ended_at IS NULL";
         let outcome = on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
-            let found = sqlx::query(lock)
-                .bind(user_id.unwrap_or_else(Uuid::nil))
-                .execute(&mut *tx).await?.rows_affected();
+            // The user row first (`lock_user!`), before the count is read.
+            let found = lock_user!(&mut *tx, user_id.unwrap_or_else(Uuid::nil))?;
             if found != 1 && user_id.is_some() {
                 return Ok(GrantIssue::NoAccount);
             }
             let sent: i64 = sqlx::query_scalar(count)
-                .bind(&grant.email).bind(cap.since).fetch_one(&mut *tx).await?;
+                .bind(&grant.email).bind(grant.purpose).bind(cap.since)
+                .fetch_one(&mut *tx).await?;
             if sent >= cap.limit {
                 return Ok(GrantIssue::Capped);
             }
@@ -235,19 +264,82 @@ impl Store {
             .bind(user_id).bind(purpose).bind(now).fetch_optional(pool).await)?)
     }
 
-    /// Counts a wrong code against a live grant; the `max_attempts`th ends it.
-    pub async fn count_wrong_code(
+    /// Takes one code attempt on live grant `grant_id` of `user_id` before
+    /// the code is compared: `false` (nothing written) when the grant is no
+    /// longer live, had `budget.per_grant` attempts, or the user's attempts on
+    /// grants of `purpose` created since `budget.since` (summed over every
+    /// grant, live or ended) reached `budget.per_user`. A right code gives
+    /// its attempt back ([`Store::refund_code_attempt`]), so the sum counts
+    /// wrong codes (and codes being compared right now).
+    ///
+    /// One transaction that first locks the user row: racing guesses for one
+    /// user take their attempts one after the other, each reading the sum the
+    /// previous one left, so no number of parallel guesses compares more
+    /// codes than the budget. (On PostgreSQL a lone `UPDATE … WHERE (SELECT
+    /// SUM …)` would not do: the sum is read from the statement's snapshot.)
+    pub async fn take_code_attempt(
         &self,
         grant_id: Uuid,
-        max_attempts: i64,
+        user_id: Uuid,
+        purpose: &str,
+        budget: CodeBudget,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let take = "UPDATE mail_grants SET attempts = attempts + 1 \
+                    WHERE id = $1 AND user_id = $2 AND ended_at IS NULL AND expires_at > $3 \
+                    AND attempts < $4 \
+                    AND (SELECT COALESCE(SUM(attempts), 0) FROM mail_grants \
+                         WHERE user_id = $2 AND purpose = $5 AND created_at > $6) < $7";
+        let taken = on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            lock_user!(&mut *tx, user_id)?;
+            let rows = sqlx::query(take)
+                .bind(grant_id).bind(user_id).bind(now).bind(budget.per_grant)
+                .bind(purpose).bind(budget.since).bind(budget.per_user)
+                .execute(&mut *tx).await?.rows_affected();
+            tx.commit().await?;
+            Ok::<_, sqlx::Error>(rows == 1)
+        })?;
+        Ok(taken)
+    }
+
+    /// Gives back the attempt a right code took (see [`Store::take_code_attempt`]).
+    pub async fn refund_code_attempt(&self, grant_id: Uuid) -> Result<(), StoreError> {
+        let sql = "UPDATE mail_grants SET attempts = attempts - 1 WHERE id = $1 AND attempts > 0";
+        on_pool!(self, pool => sqlx::query(sql)
+            .bind(grant_id).execute(pool).await.map(|_| ()))?;
+        Ok(())
+    }
+
+    /// After a wrong code: ends the grant if it had its `per_grant` attempts
+    /// (its link dies with it).
+    pub async fn end_guessed_grant(
+        &self,
+        grant_id: Uuid,
+        per_grant: i64,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let sql = "UPDATE mail_grants SET attempts = attempts + 1, \
-                   ended_at = CASE WHEN attempts + 1 >= $1 THEN $2 ELSE ended_at END \
-                   WHERE id = $3 AND ended_at IS NULL";
+        let sql = "UPDATE mail_grants SET ended_at = $1 \
+                   WHERE id = $2 AND attempts >= $3 AND ended_at IS NULL";
         on_pool!(self, pool => sqlx::query(sql)
-            .bind(max_attempts).bind(now).bind(grant_id).execute(pool).await.map(|_| ()))?;
+            .bind(now).bind(grant_id).bind(per_grant).execute(pool).await.map(|_| ()))?;
         Ok(())
+    }
+
+    /// The code attempts counted against `user_id` for `purpose` on grants
+    /// created since `since` (what [`Store::take_code_attempt`] sums).
+    pub async fn code_attempts(
+        &self,
+        user_id: Uuid,
+        purpose: &str,
+        since: DateTime<Utc>,
+    ) -> Result<i64, StoreError> {
+        // SUM of a BIGINT is a NUMERIC on PostgreSQL.
+        let sql = "SELECT CAST(COALESCE(SUM(attempts), 0) AS BIGINT) FROM mail_grants \
+                   WHERE user_id = $1 AND purpose = $2 AND created_at > $3";
+        let sum: i64 = on_pool!(self, pool => sqlx::query_scalar(sql)
+            .bind(user_id).bind(purpose).bind(since).fetch_one(pool).await)?;
+        Ok(sum)
     }
 
     /// Spends a verification grant and marks the email verified, if it is
@@ -262,6 +354,8 @@ impl Store {
                       updated_at = $1 WHERE id = $2 AND email = $3 AND deleted_at IS NULL";
         let done = on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
+            // The user row before the grant (`lock_user!`).
+            lock_user!(&mut *tx, grant.user_id)?;
             if !spend_grant!(&mut *tx, grant.id, grant.user_id, now)? {
                 return Ok(false);
             }
@@ -336,6 +430,8 @@ impl Store {
         // An async block, so that `?` lands in the map_err below.
         let done = on_pool!(self, pool => async {
             let mut tx = pool.begin().await?;
+            // The user row before the grant (`lock_user!`).
+            lock_user!(&mut *tx, grant.user_id)?;
             if !spend_grant!(&mut *tx, grant.id, grant.user_id, now)? {
                 return Ok(false);
             }
@@ -454,15 +550,20 @@ impl Store {
             .bind(user_id).bind(now).fetch_one(pool).await)?)
     }
 
-    /// Deletes at most `limit` grants that ended or expired before `before`.
+    /// Deletes at most `limit` grants that ended or expired before `before`,
+    /// keeping those with code attempts until `guessed_before` (their
+    /// attempts count against the user's code budget until then).
     pub async fn delete_old_grants(
         &self,
         before: DateTime<Utc>,
+        guessed_before: DateTime<Utc>,
         limit: i64,
     ) -> Result<u64, StoreError> {
         let sql = "DELETE FROM mail_grants WHERE id IN (SELECT id FROM mail_grants \
-                   WHERE created_at < $1 AND (ended_at IS NOT NULL OR expires_at < $1) LIMIT $2)";
+                   WHERE created_at < $1 AND (ended_at IS NOT NULL OR expires_at < $1) \
+                   AND (attempts = 0 OR created_at < $2) LIMIT $3)";
         Ok(on_pool!(self, pool => sqlx::query(sql)
-            .bind(before).bind(limit).execute(pool).await.map(|r| r.rows_affected()))?)
+            .bind(before).bind(guessed_before).bind(limit)
+            .execute(pool).await.map(|r| r.rows_affected()))?)
     }
 }

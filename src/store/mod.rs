@@ -26,7 +26,7 @@ mod users;
 
 use secrecy::{ExposeSecret, SecretString};
 
-pub use grants::{Grant, GrantIssue, MailCap, NewGrant};
+pub use grants::{CodeBudget, Grant, GrantIssue, MailCap, NewGrant};
 pub use outbox::{ClaimedMail, NewMail, QueuedMail};
 pub use rate_limits::{Charged, RateLimitTable};
 pub use sessions::{NewSession, Session};

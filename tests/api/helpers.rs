@@ -533,3 +533,26 @@ fn decode_part(token: &str, index: usize) -> Value {
         .expect("base64url");
     serde_json::from_slice(&bytes).expect("JSON")
 }
+
+/// A well-formed code that is not `right`.
+pub fn wrong_code(right: &str) -> &'static str {
+    if right == "000000" {
+        "000001"
+    } else {
+        "000000"
+    }
+}
+
+impl TestApp {
+    /// The code attempts counted against `user` for `purpose` over the code
+    /// budget's window (what the service sums before comparing a code).
+    pub async fn code_attempts(&self, user: Uuid, purpose: &str) -> i64 {
+        let since =
+            self.clock_now() - chrono::Duration::hours(auth_api::accounts::CODE_BUDGET_HOURS);
+        self.state
+            .store
+            .code_attempts(user, purpose, since)
+            .await
+            .expect("store answers")
+    }
+}

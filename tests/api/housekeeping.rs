@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 
-use crate::helpers::{PASSWORD, spawn_app_with};
+use crate::helpers::{PASSWORD, spawn_app, spawn_app_with, wrong_code};
 
 #[tokio::test]
 async fn cleanup_deletes_ended_sessions_only_and_in_bounded_batches() {
@@ -81,4 +81,22 @@ async fn the_background_task_removes_ended_sessions_by_itself() {
         StatusCode::UNAUTHORIZED
     );
     app.refresh_ok(&active).await;
+}
+
+#[tokio::test]
+async fn old_grants_with_wrong_codes_stay_as_long_as_the_code_budget_counts_them() {
+    let app = spawn_app().await;
+    let login = app.new_login().await;
+    let mail = app.last_mail(&login.email).await;
+    let body = serde_json::json!({"email": login.email, "code": wrong_code(&mail.code)});
+    let response = app.post_json("/email/verify", &body).await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+
+    // Past the hourly mail cap, a grant with no wrong code would go: this one stays.
+    app.advance(2 * 3600);
+    app.state.accounts.delete_old_grants(100).await.unwrap();
+    assert_eq!(app.code_attempts(login.user_id, "verify").await, 1);
+    // Once the budget's window no longer counts it, it goes too.
+    app.advance(24 * 3600);
+    assert!(app.state.accounts.delete_old_grants(100).await.unwrap() >= 1);
 }

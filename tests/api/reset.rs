@@ -5,7 +5,9 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::helpers::{PASSWORD, assert_error, spawn_app, spawn_app_with, unique_email};
+use crate::helpers::{
+    PASSWORD, TestApp, assert_error, spawn_app, spawn_app_with, unique_email, wrong_code,
+};
 
 const NEW_PASSWORD: &str = "a brand new passphrase";
 
@@ -38,13 +40,17 @@ async fn forgot_refuses_a_malformed_email() {
 }
 
 #[tokio::test]
-async fn forgot_caps_mails_per_address_silently() {
+async fn forgot_caps_mails_per_address_and_purpose_silently() {
     let app = spawn_app().await;
-    let email = app.new_user().await; // the verification mail is one of the five
+    let email = app.new_user().await; // a verification mail: not a reset
     for _ in 0..6 {
         app.forgot_ok(&email).await;
     }
-    assert_eq!(app.mails_to(&email).await.len(), 5);
+    assert_eq!(app.mails_to(&email).await.len(), 1 + 5);
+    // The cap is per hour.
+    app.advance(3601);
+    app.forgot_ok(&email).await;
+    assert_eq!(app.mails_to(&email).await.len(), 1 + 5 + 1);
 }
 
 #[tokio::test]
@@ -389,4 +395,91 @@ async fn email_routes_and_account_deletion_are_rate_limited_per_ip() {
         .await
         .error_for_status()
         .unwrap();
+}
+
+/// A reset by `email` and a wrong code; asserts it is refused.
+async fn wrong_reset_codes(app: &TestApp, email: &str, right: &str, n: usize) {
+    for _ in 0..n {
+        let body = json!({"email": email, "code": wrong_code(right), "new_password": NEW_PASSWORD});
+        let response = app.post_json("/password/reset", &body).await;
+        assert_error(response, StatusCode::BAD_REQUEST, "invalid_code").await;
+    }
+}
+
+#[tokio::test]
+async fn ten_wrong_reset_codes_over_fresh_mails_refuse_the_next_code_for_a_day_not_the_link() {
+    let app = spawn_app().await;
+    let login = app.new_login().await;
+    let email = login.email.clone();
+    for _ in 0..2 {
+        app.forgot_ok(&email).await;
+        let mail = app.last_mail(&email).await;
+        wrong_reset_codes(&app, &email, &mail.code, 5).await;
+    }
+    assert_eq!(app.code_attempts(login.user_id, "reset").await, 10);
+
+    app.forgot_ok(&email).await;
+    let mail = app.last_mail(&email).await;
+    let by_code = json!({"email": email, "code": mail.code, "new_password": NEW_PASSWORD});
+    let response = app.post_json("/password/reset", &by_code).await;
+    assert_error(response, StatusCode::BAD_REQUEST, "invalid_code").await;
+    app.login_ok(&email, PASSWORD).await;
+    let response = app
+        .post_json(
+            "/password/reset",
+            &json!({"token": mail.token, "new_password": NEW_PASSWORD}),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+
+    // The window slides: a day later a code works again.
+    app.advance(24 * 3600 + 1);
+    app.forgot_ok(&email).await;
+    let mail = app.last_mail(&email).await;
+    let body =
+        json!({"email": email, "code": mail.code, "new_password": "a third passphrase here"});
+    let response = app.post_json("/password/reset", &body).await;
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+}
+
+#[tokio::test]
+async fn the_reset_code_budget_is_not_the_verification_one() {
+    let app = spawn_app().await;
+    let login = app.new_login().await;
+    let email = login.email.clone();
+    let verification = app.last_mail(&email).await;
+    for _ in 0..2 {
+        app.forgot_ok(&email).await;
+        let mail = app.last_mail(&email).await;
+        wrong_reset_codes(&app, &email, &mail.code, 5).await;
+    }
+    let response = app
+        .post_json(
+            "/email/verify",
+            &json!({"email": email, "code": verification.code}),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+}
+
+#[tokio::test]
+async fn twenty_concurrent_wrong_reset_codes_spend_at_most_the_budget() {
+    let app = spawn_app().await;
+    let login = app.new_login().await;
+    let email = login.email.clone();
+    app.forgot_ok(&email).await;
+    let mail = app.last_mail(&email).await;
+    wrong_reset_codes(&app, &email, &mail.code, 5).await;
+    app.forgot_ok(&email).await;
+    let mail = app.last_mail(&email).await;
+    wrong_reset_codes(&app, &email, &mail.code, 4).await;
+    app.forgot_ok(&email).await;
+    let mail = app.last_mail(&email).await;
+    let guess =
+        json!({"email": email, "code": wrong_code(&mail.code), "new_password": NEW_PASSWORD});
+    let guesses = (0..20).map(|_| app.post_json("/password/reset", &guess));
+    for response in futures::future::join_all(guesses).await {
+        assert_error(response, StatusCode::BAD_REQUEST, "invalid_code").await;
+    }
+    assert_eq!(app.code_attempts(login.user_id, "reset").await, 10);
 }

@@ -6,7 +6,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::json;
 
 use crate::helpers::{
-    PASSWORD, assert_error, decode_claims, spawn_app, spawn_app_with, unique_email,
+    PASSWORD, assert_error, decode_claims, spawn_app, spawn_app_with, unique_email, wrong_code,
 };
 
 #[tokio::test]
@@ -354,4 +354,145 @@ async fn verifying_reaches_no_session_of_another_account() {
         )
         .await;
     assert_error(response, StatusCode::BAD_REQUEST, "invalid_code").await;
+}
+
+/// `n` wrong codes for `email`'s live verification grant, one after the other.
+async fn wrong_codes(app: &crate::helpers::TestApp, email: &str, right: &str, n: usize) {
+    for _ in 0..n {
+        let response = app
+            .post_json(
+                "/email/verify",
+                &json!({"email": email, "code": wrong_code(right)}),
+            )
+            .await;
+        assert_error(response, StatusCode::BAD_REQUEST, "invalid_code").await;
+    }
+}
+
+async fn resend(app: &crate::helpers::TestApp, access_token: &str) {
+    let response = app
+        .post_with_token("/email/verification", access_token)
+        .await;
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+}
+
+#[tokio::test]
+async fn ten_wrong_codes_over_fresh_grants_refuse_the_next_right_code_but_not_its_link() {
+    let app = spawn_app().await;
+    let email = app.new_user().await;
+    let login = app.login_ok(&email, PASSWORD).await;
+    // Five wrong codes kill a grant; a new mail does not restart the count.
+    let first = app.last_mail(&email).await;
+    wrong_codes(&app, &email, &first.code, 5).await;
+    resend(&app, &login.access_token).await;
+    let second = app.last_mail(&email).await;
+    wrong_codes(&app, &email, &second.code, 5).await;
+    assert_eq!(app.code_attempts(login.user_id, "verify").await, 10);
+
+    resend(&app, &login.access_token).await;
+    let third = app.last_mail(&email).await;
+    let response = app
+        .post_json(
+            "/email/verify",
+            &json!({"email": email, "code": third.code}),
+        )
+        .await;
+    assert_error(response, StatusCode::BAD_REQUEST, "invalid_code").await;
+    assert_eq!(
+        app.code_attempts(login.user_id, "verify").await,
+        10,
+        "a refused code is not compared and not counted"
+    );
+    // The link cannot be guessed: it still works.
+    let response = app
+        .post_json("/email/verify", &json!({"token": third.token}))
+        .await;
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+}
+
+#[tokio::test]
+async fn twenty_concurrent_wrong_codes_spend_at_most_the_budget() {
+    let app = spawn_app().await;
+    let email = app.new_user().await;
+    let login = app.login_ok(&email, PASSWORD).await;
+    let first = app.last_mail(&email).await;
+    wrong_codes(&app, &email, &first.code, 5).await;
+    resend(&app, &login.access_token).await;
+    let second = app.last_mail(&email).await;
+    wrong_codes(&app, &email, &second.code, 2).await;
+    resend(&app, &login.access_token).await;
+    let third = app.last_mail(&email).await;
+
+    // 3 attempts are left of the 10: parallel guesses get no more.
+    let guess = json!({"email": email, "code": wrong_code(&third.code)});
+    let guesses = (0..20).map(|_| app.post_json("/email/verify", &guess));
+    for response in futures::future::join_all(guesses).await {
+        assert_error(response, StatusCode::BAD_REQUEST, "invalid_code").await;
+    }
+    assert_eq!(app.code_attempts(login.user_id, "verify").await, 10);
+    // Only 3 were compared against the third grant, so it is alive: its
+    // link works (5 would have killed it).
+    let response = app
+        .post_json("/email/verify", &json!({"token": third.token}))
+        .await;
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+}
+
+#[tokio::test]
+async fn a_right_code_does_not_count_against_the_budget() {
+    let app = spawn_app().await;
+    let email = app.new_user().await;
+    let login = app.login_ok(&email, PASSWORD).await;
+    let mail = app.last_mail(&email).await;
+    wrong_codes(&app, &email, &mail.code, 1).await;
+    let response = app
+        .post_json("/email/verify", &json!({"email": email, "code": mail.code}))
+        .await;
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    assert_eq!(app.code_attempts(login.user_id, "verify").await, 1);
+}
+
+#[tokio::test]
+async fn resets_asked_for_an_address_leave_its_verification_mails_alone() {
+    let app = spawn_app().await;
+    let email = app.new_user().await; // verification mail 1
+    let login = app.login_ok(&email, PASSWORD).await;
+    for _ in 0..6 {
+        app.forgot_ok(&email).await; // anyone may ask; 5 are mailed
+    }
+    for _ in 0..4 {
+        resend(&app, &login.access_token).await;
+    }
+    let response = app
+        .post_with_token("/email/verification", &login.access_token)
+        .await;
+    assert_error(response, StatusCode::TOO_MANY_REQUESTS, "too_many_requests").await;
+    assert_eq!(
+        app.mails_to(&email).await.len(),
+        10,
+        "5 resets, 5 verifications"
+    );
+}
+
+/// On PostgreSQL, verifying and asking a new mail at once used to take the
+/// grant and user row locks in opposite orders (a deadlock, answered 500).
+#[tokio::test]
+async fn verify_racing_a_resend_never_fails() {
+    let _ = crate::support::require_postgres!();
+    let app = spawn_app().await;
+    for _ in 0..20 {
+        let email = app.new_user().await;
+        let login = app.login_ok(&email, PASSWORD).await;
+        let mail = app.last_mail(&email).await;
+        let body = json!({"token": mail.token});
+        let (verify, again) = tokio::join!(
+            app.post_json("/email/verify", &body),
+            app.post_with_token("/email/verification", &login.access_token),
+        );
+        assert!(
+            [StatusCode::NO_CONTENT, StatusCode::BAD_REQUEST].contains(&verify.status()),
+            "{verify:?}"
+        );
+        assert_eq!(again.status(), StatusCode::ACCEPTED);
+    }
 }
