@@ -54,19 +54,18 @@ pub async fn forgot_password(
     Ok(HttpResponse::Accepted().json(AcceptedResponse { status: "accepted" }))
 }
 
-#[derive(Debug, Deserialize, ToSchema)]
+/// What the handler reads: every field optional, so that a wrongly typed
+/// one is named in the error; the document shows the alternatives
+/// ([`ResetPasswordBody`]).
+#[derive(Debug, Deserialize)]
 pub struct ResetPasswordRequest {
     /// The token of the mailed link; or send `email` and `code`.
-    #[schema(value_type = Option<String>, format = Password)]
     pub token: Option<SecretStringField>,
-    #[schema(example = "alice@example.com")]
     pub email: Option<String>,
     /// The 6-digit code of the mail, with `email`. After 10 wrong codes in a
     /// day every code is refused (`invalid_code`); the link still works.
-    #[schema(value_type = Option<String>, format = Password, example = "123456")]
     pub code: Option<SecretStringField>,
     /// The same rules as at registration.
-    #[schema(value_type = String, format = Password, max_length = 1024)]
     pub new_password: SecretStringField,
 }
 
@@ -76,7 +75,7 @@ pub struct ResetPasswordRequest {
     post,
     path = "/password/reset",
     tag = "account",
-    request_body = ResetPasswordRequest,
+    request_body = ResetPasswordBody,
     responses(
         (status = 204, description = "The password is set; every session is revoked; the token and code are spent"),
     )
@@ -148,15 +147,15 @@ pub async fn resend_verification(
     Ok(HttpResponse::Accepted().finish())
 }
 
-#[derive(Debug, Deserialize, ToSchema)]
+/// What the handler reads: every field optional, so that a wrongly typed
+/// one is named in the error; the document shows the alternatives
+/// ([`VerifyEmailBody`]).
+#[derive(Debug, Deserialize)]
 pub struct VerifyEmailRequest {
     /// The token of the mailed link; or send `email` and `code`.
-    #[schema(value_type = Option<String>, format = Password)]
     pub token: Option<SecretStringField>,
-    #[schema(example = "alice@example.com")]
     pub email: Option<String>,
     /// The 6-digit code of the mail, with `email`.
-    #[schema(value_type = Option<String>, format = Password, example = "123456")]
     pub code: Option<SecretStringField>,
 }
 
@@ -167,7 +166,7 @@ pub struct VerifyEmailRequest {
     post,
     path = "/email/verify",
     tag = "account",
-    request_body = VerifyEmailRequest,
+    request_body = VerifyEmailBody,
     responses(
         (status = 204, description = "The email is verified"),
     )
@@ -223,13 +222,14 @@ pub async fn change_email(
     Ok(HttpResponse::Accepted().finish())
 }
 
-#[derive(Debug, Deserialize, ToSchema)]
+/// What the handler reads: every field optional, so that a wrongly typed
+/// one is named in the error; the document shows the alternatives
+/// ([`ConfirmEmailChangeBody`]).
+#[derive(Debug, Deserialize)]
 pub struct ConfirmEmailChangeRequest {
     /// The token of the link mailed to the new address; or send `code`.
-    #[schema(value_type = Option<String>, format = Password)]
     pub token: Option<SecretStringField>,
     /// The 6-digit code mailed to the new address.
-    #[schema(value_type = Option<String>, format = Password, example = "123456")]
     pub code: Option<SecretStringField>,
 }
 
@@ -241,7 +241,7 @@ pub struct ConfirmEmailChangeRequest {
     path = "/email/change/confirm",
     tag = "account",
     security(("bearer" = [])),
-    request_body = ConfirmEmailChangeRequest,
+    request_body = ConfirmEmailChangeBody,
     responses(
         (status = 204, description = "The email is changed and verified"),
     )
@@ -267,4 +267,91 @@ pub async fn confirm_email_change(
     };
     state.accounts.confirm_email_change(user, presented).await?;
     Ok(HttpResponse::NoContent().finish())
+}
+
+// The documented request bodies of the mailed flows: one `oneOf` alternative
+// per way to present a grant (the link's token, or the code), each closed
+// (`additionalProperties: false`), so a generated client cannot send both.
+// Schema only: the handlers read the `*Request` types above, which refuse
+// both with `400 invalid_request`.
+
+/// The mailed link's token, or the email and the mailed code; and the new password.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+pub enum ResetPasswordBody {
+    WithToken(ResetWithToken),
+    WithCode(ResetWithCode),
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct ResetWithToken {
+    /// The token of the mailed link (its `token` parameter).
+    token: String,
+    /// The same rules as at registration.
+    #[schema(format = Password, max_length = 1024)]
+    new_password: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct ResetWithCode {
+    #[schema(example = "alice@example.com")]
+    email: String,
+    /// The 6-digit code of the mail. After 10 wrong codes in a day every code
+    /// is refused (`invalid_code`); the link still works.
+    #[schema(example = "123456")]
+    code: String,
+    /// The same rules as at registration.
+    #[schema(format = Password, max_length = 1024)]
+    new_password: String,
+}
+
+/// The mailed link's token, or the email and the mailed code.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+pub enum VerifyEmailBody {
+    WithToken(GrantToken),
+    WithCode(EmailAndCode),
+}
+
+/// The token of a mailed link (its `token` parameter).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct GrantToken {
+    token: String,
+}
+
+/// An email and the 6-digit code mailed to it.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct EmailAndCode {
+    #[schema(example = "alice@example.com")]
+    email: String,
+    #[schema(example = "123456")]
+    code: String,
+}
+
+/// The token of the link mailed to the new address, or the code.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+pub enum ConfirmEmailChangeBody {
+    WithToken(GrantToken),
+    WithCode(GrantCode),
+}
+
+/// The 6-digit code mailed to the new address.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct GrantCode {
+    #[schema(example = "123456")]
+    code: String,
 }
