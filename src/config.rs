@@ -43,6 +43,9 @@ pub struct Config {
     /// Requests per minute per client IP (and failed logins per email); 0 = off.
     pub auth_rate_limit: u32,
     pub trust_forwarded_for: bool,
+    /// `METRICS_PUBLIC`: serve `/metrics` to any client, not only to loopback
+    /// and private-network addresses.
+    pub metrics_public: bool,
     /// Database pool size and the time a request waits for a connection.
     pub db_max_connections: u32,
     pub db_acquire_timeout: Duration,
@@ -323,6 +326,7 @@ impl Config {
                 ));
             }
         };
+        let metrics_public = flag("METRICS_PUBLIC", false)?;
         let db_max_connections = u32::try_from(number("DATABASE_MAX_CONNECTIONS", 10, 1)?)
             .map_err(|_| ConfigError::new("DATABASE_MAX_CONNECTIONS", "is too large"))?;
         let db_acquire_timeout = seconds("DATABASE_ACQUIRE_TIMEOUT", 3, 1)?;
@@ -388,6 +392,7 @@ impl Config {
             accounts,
             auth_rate_limit,
             trust_forwarded_for,
+            metrics_public,
             db_max_connections,
             db_acquire_timeout,
             http_workers,

@@ -414,6 +414,7 @@ async fn build_state(config: &Config, clock: SharedClock) -> anyhow::Result<AppS
         telemetry,
         clock,
         trust_forwarded_for: config.trust_forwarded_for,
+        metrics_public: config.metrics_public,
     })
 }
 

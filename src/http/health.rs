@@ -54,9 +54,21 @@ pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
 
 /// Prometheus metrics: requests and latency by route and status, logins,
 /// refreshes, reuse detections, revocations, hashes in flight and queued,
-/// database pool usage, the rate limiter's state (shared or fallback). No user data. Expose it to your monitoring only: it
-/// is not in the app-facing document.
-pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+/// database pool usage, the rate limiter's state (shared or fallback). No
+/// user data, but counters read around one's own request tell things (the
+/// mail counters around a `/password/forgot` say whether an address has an
+/// account), so only internal clients get them: loopback and private-network
+/// addresses (the client's, behind a trusted proxy), unless `METRICS_PUBLIC`.
+/// Anyone else gets `404`, as if there were no such route. Not in the
+/// app-facing document.
+pub async fn metrics(
+    state: web::Data<AppState>,
+    req: actix_web::HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let client = super::extract::client_ip(&req, state.trust_forwarded_for);
+    if !state.metrics_public && !client.is_some_and(is_internal) {
+        return Err(ApiError::NotFound);
+    }
     use crate::limits::LimiterMode;
     use crate::telemetry::Telemetry;
     let t = &state.telemetry;
@@ -76,7 +88,48 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         &t.rate_limiter_fallback,
         usize::from(mode == LimiterMode::Fallback),
     );
-    HttpResponse::Ok()
+    Ok(HttpResponse::Ok()
         .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
-        .body(t.render())
+        .body(t.render()))
+}
+
+/// Loopback, private (RFC 1918, IPv6 unique local) and link-local addresses:
+/// where a monitoring system scrapes from, never an app on the internet.
+fn is_internal(ip: std::net::IpAddr) -> bool {
+    match ip.to_canonical() {
+        std::net::IpAddr::V4(v4) => v4.is_loopback() || v4.is_private() || v4.is_link_local(),
+        std::net::IpAddr::V6(v6) => {
+            v6.is_loopback() || v6.is_unique_local() || v6.is_unicast_link_local()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn only_loopback_private_and_link_local_addresses_are_internal() {
+        let internal = |s: &str| super::is_internal(s.parse().unwrap());
+        for ip in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.9",
+            "192.168.1.1",
+            "169.254.0.1",
+            "::1",
+            "fd00::1",
+            "fe80::1",
+            "::ffff:10.0.0.1",
+        ] {
+            assert!(internal(ip), "{ip}");
+        }
+        for ip in [
+            "203.0.113.9",
+            "8.8.8.8",
+            "172.32.0.1",
+            "2001:db8::1",
+            "::ffff:8.8.8.8",
+        ] {
+            assert!(!internal(ip), "{ip}");
+        }
+    }
 }

@@ -58,6 +58,8 @@ pub struct AppState {
     pub telemetry: Arc<crate::telemetry::Telemetry>,
     pub clock: SharedClock,
     pub trust_forwarded_for: bool,
+    /// `/metrics` for any client (`METRICS_PUBLIC`), else only for internal addresses.
+    pub metrics_public: bool,
 }
 
 /// The one serializer of every timestamp in every body: RFC 3339, UTC, with

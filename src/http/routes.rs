@@ -230,7 +230,7 @@ route_table! {
     }
     undocumented {
         // For the operator's monitoring, not for apps (README, Operations).
-        health::metrics => Route::get("/metrics"),
+        health::metrics => Route::get("/metrics").errors(&[NotFound]),
         docs::swagger_asset => Route::get("/docs/{file:.*}"),
         // `/verify` under any path (gateways often pass the original one).
         verify::verify => Route::get("/verify/{path:.*}").bearer().any_method()

@@ -141,3 +141,28 @@ async fn paths_with_ids_are_counted_under_their_route_pattern() {
     );
     assert!(!text.contains(&id));
 }
+
+#[tokio::test]
+async fn only_internal_clients_get_metrics_unless_metrics_public() {
+    // Behind a trusted proxy the client is the X-Forwarded-For address.
+    let get_from = |app: &TestApp, client: &'static str| {
+        app.client
+            .get(app.url("/metrics"))
+            .header("X-Forwarded-For", client)
+            .send()
+    };
+    let app = spawn_app_with(&[("TRUST_FORWARDED_FOR", "true")]).await;
+    for internal in ["10.0.0.7", "192.168.3.4", "127.0.0.1", "fd12::1"] {
+        let response = get_from(&app, internal).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{internal}");
+    }
+    for outside in ["203.0.113.9", "2001:db8::5"] {
+        let response = get_from(&app, outside).await.unwrap();
+        crate::helpers::assert_error(response, StatusCode::NOT_FOUND, "not_found").await;
+    }
+
+    let public =
+        spawn_app_with(&[("TRUST_FORWARDED_FOR", "true"), ("METRICS_PUBLIC", "true")]).await;
+    let response = get_from(&public, "203.0.113.9").await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+}
