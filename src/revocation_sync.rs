@@ -37,10 +37,18 @@ pub async fn reload(
     revocations: &RevocationSet,
     keep_for: Duration,
 ) -> Result<usize, StoreError> {
-    let now = Utc::now();
-    let since = now - chrono::Duration::from_std(keep_for).unwrap_or(chrono::Duration::MAX);
+    let since = Utc::now() - chrono::Duration::from_std(keep_for).unwrap_or(chrono::Duration::MAX);
+    load_since(store, revocations, since).await
+}
+
+/// Records every revocation made since `since`; returns how many were read.
+async fn load_since(
+    store: &Store,
+    revocations: &RevocationSet,
+    since: chrono::DateTime<Utc>,
+) -> Result<usize, StoreError> {
     let recent = store.revoked_since(since).await?;
-    revocations.insert_many(&recent, now);
+    revocations.insert_many(&recent, Utc::now());
     Ok(recent.len())
 }
 
@@ -126,10 +134,8 @@ pub async fn reload_periodically(
         }
         // A revocation is stamped before its transaction commits; the
         // overlap covers that gap (inserts of known entries change nothing).
-        let since = Utc::now() - SQLITE_POLL_OVERLAP;
-        match store.revoked_since(since).await {
-            Ok(recent) => revocations.insert_many(&recent, Utc::now()),
-            Err(e) => log::debug!("revocation poll failed: {e}"),
+        if let Err(e) = load_since(&store, &revocations, Utc::now() - SQLITE_POLL_OVERLAP).await {
+            log::debug!("revocation poll failed: {e}");
         }
     }
 }

@@ -37,15 +37,9 @@ fn required_role(query: &str) -> Result<Option<Role>, ApiError> {
         if key != "role" {
             continue;
         }
-        let role = match value {
-            "admin" => Role::Admin,
-            "user" => Role::User,
-            _ => {
-                return Err(ApiError::InvalidRequest(
-                    "role must be admin or user".to_owned(),
-                ));
-            }
-        };
+        let role: Role = value
+            .parse()
+            .map_err(|_| ApiError::InvalidRequest("role must be admin or user".to_owned()))?;
         // Repeated: the strictest wins.
         if required != Some(Role::Admin) {
             required = Some(role);
